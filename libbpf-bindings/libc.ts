@@ -29,6 +29,8 @@ const lib = dlopen('libc.so.6', {
   sysconf: { args: [i32], returns: i64 },
   get_nprocs_conf: { args: [], returns: i32 },
   geteuid: { args: [], returns: u32 },
+  mount: { args: [cstring, cstring, cstring, u64, p], returns: i32 },
+  umount2: { args: [cstring, i32], returns: i32 },
 })
 
 export const libc = lib.symbols

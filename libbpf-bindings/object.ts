@@ -7,6 +7,13 @@ import { MapFd } from './map.ts'
 
 type Ptr = NonNullable<ReturnType<typeof bpf.bpf_object__open_file>>
 
+const OPEN_OPTS_SIZE = 80
+
+export interface OpenOptions {
+  objectName?: string
+  btfCustomPath?: string
+}
+
 const registry = new FinalizationRegistry<{ obj: Ptr; path: string }>((held) => {
   // A backstop only: correct code closes every object; this frees one that was forgotten.
   bpf.bpf_object__close(held.obj)
@@ -38,10 +45,25 @@ export class BpfObject implements Disposable {
     registry.register(this, { obj, path }, this)
   }
 
-  /** Opens (parses and relocates nothing yet) the object file at `path`. */
-  static open(path: string): BpfObject {
+  /**
+   * Opens the object file at `path`: parses it, loads nothing yet. `objectName` fixes the name
+   * libbpf derives global-data map names from (else the file name); `btfCustomPath` replaces the
+   * kernel's BTF for CO-RE relocation.
+   */
+  static open(path: string, opts: OpenOptions = {}): BpfObject {
     const mark = logMark()
-    const obj = bpf.bpf_object__open_file(Buffer.from(`${path}\0`), null)
+    const cPath = Buffer.from(`${path}\0`)
+    const name = opts.objectName ? Buffer.from(`${opts.objectName}\0`) : null
+    const btf = opts.btfCustomPath ? Buffer.from(`${opts.btfCustomPath}\0`) : null
+
+    // struct bpf_object_open_opts of libbpf 1.1: sz, object_name, ..., btf_custom_path at 48
+    const o = new Uint8Array(OPEN_OPTS_SIZE)
+    const dv = new DataView(o.buffer)
+    dv.setBigUint64(0, BigInt(OPEN_OPTS_SIZE), true)
+    if (name) dv.setBigUint64(8, BigInt(ptr(name)), true)
+    if (btf) dv.setBigUint64(48, BigInt(ptr(btf)), true)
+
+    const obj = bpf.bpf_object__open_file(cPath, ptr(o))
     if (!obj) throw new LibbpfError('bpf_object__open_file', pointerErrno(), logSince(mark), path)
     return new BpfObject(obj, path)
   }

@@ -1,0 +1,4 @@
+declare module '*.bpf.o' {
+  const path: string
+  export default path
+}
