@@ -2,7 +2,7 @@
  * hookmeter's own exec probe (bpf/hm_probe.bpf.c): loaded and verified once, attached only while
  * something is measured, for the children of registered spawner threads only.
  */
-import { BpfObject, type BpfLink } from '../libbpf-bindings/object.ts'
+import { BpfObject, type BpfLink, type OpenOptions } from '../libbpf-bindings/object.ts'
 import { BufferReader, type Mechanism, type RecordBatch } from '../libbpf-bindings/reader.ts'
 import { u32Key } from '../libbpf-bindings/map.ts'
 import { ensureTracefs } from '../libbpf-bindings/tracefs.ts'
@@ -98,9 +98,9 @@ export class ExecProbe implements Disposable {
   private constructor(readonly object: BpfObject) {}
 
   /** Opens and loads the probe object (verifier included); nothing is attached yet. */
-  static async load(objectPath: string = PROBE_OBJECT): Promise<ExecProbe> {
+  static async load(objectPath: string = PROBE_OBJECT, opts: OpenOptions = {}): Promise<ExecProbe> {
     using file = await objectFile(objectPath)
-    const object = BpfObject.open(file.path)
+    const object = BpfObject.open(file.path, { objectName: 'hm_probe', ...opts })
     try {
       object.load()
       return new ExecProbe(object)

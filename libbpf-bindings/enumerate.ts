@@ -261,8 +261,10 @@ export function linkInfoByFd(fd: number): LinkInfo {
 
   switch (type) {
     case 1: {
-      const name = linkString(fd, LINK_INFO.rawTpName, LINK_INFO.rawTpNameLen)
-      return { ...base, hook: `raw_tracepoint/${name || '?'}` }
+      // tp_btf programs attach through raw tracepoint links too; their program type tells them apart
+      const name = linkString(fd, LINK_INFO.rawTpName, LINK_INFO.rawTpNameLen) || '?'
+      const kind = programType(base.progId) === 26 ? 'tp_btf' : 'raw_tracepoint'
+      return { ...base, hook: `${kind}/${name}` }
     }
     case 2: {
       const attach = dv.getUint32(LINK_INFO.tracingAttachType, true)
@@ -282,6 +284,20 @@ export function linkInfoByFd(fd: number): LinkInfo {
       return { ...base, hook: perfEventHook(fd, dv.getUint32(LINK_INFO.perfEventType, true)) }
     default:
       return { ...base, hook: base.typeName }
+  }
+}
+
+function programType(progId: number): number | null {
+  const fd = bpf.bpf_prog_get_fd_by_id(progId)
+  if (fd < 0) return null
+  try {
+    const buf = new Uint8Array(PROG_INFO_SIZE)
+    objInfo(fd, buf, `program id ${progId}`)
+    return new DataView(buf.buffer).getUint32(PROG_INFO.type, true)
+  } catch {
+    return null
+  } finally {
+    libc.close(fd)
   }
 }
 

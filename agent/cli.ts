@@ -1,0 +1,51 @@
+/** Command-line plumbing: option errors (exit 2), durations, privilege checks. */
+import { readFileSync } from 'node:fs'
+
+/** An invalid command line: the message names the option and what it accepts. Exit code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+/** Parses `5s`, `500ms`, `2m` or a bare number of seconds into milliseconds. */
+export function parseDuration(option: string, value: string, minMs: number, maxMs: number): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim())
+  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : Number.NaN
+  if (!Number.isFinite(ms) || ms < minMs || ms > maxMs) {
+    throw new UsageError(
+      `${option}: expected a duration from ${fmtMs(minMs)} to ${fmtMs(maxMs)} (such as 5s or 500ms), got '${value}'`
+    )
+  }
+  return ms
+}
+
+function fmtMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
+}
+
+/** Parses a whole number in [min, max]; anything else is a UsageError naming the option. */
+export function parseInteger(option: string, value: string, min: number, max: number): number {
+  const n = /^-?\d+$/.test(value.trim()) ? Number(value) : Number.NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${option}: expected a whole number from ${min} to ${max}, got '${value}'`)
+  }
+  return n
+}
+
+const CAP_SYS_ADMIN = 21n
+const CAP_PERFMON = 38n
+const CAP_BPF = 39n
+
+/** Null when this process may load and inspect eBPF programs; else why not. */
+export function privilegeProblem(): string | null {
+  let capEff = 0n
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8')
+    capEff = BigInt(`0x${/^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1] ?? '0'}`)
+  } catch {
+    return 'cannot read /proc/self/status to check capabilities'
+  }
+  const has = (c: bigint) => (capEff >> c) & 1n
+  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) return null
+  const uid = process.getuid?.() ?? -1
+  return `hookmeter needs root, or CAP_BPF with CAP_PERFMON (and CAP_SYS_ADMIN to see other processes' programs); running as uid ${uid} without them`
+}
