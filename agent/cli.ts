@@ -1,5 +1,6 @@
-/** Command-line plumbing: option errors (exit 2), durations, privilege checks. */
+/** Command-line plumbing: option errors (exit 2), run-time errors (1), cleanups, privileges. */
 import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
 
 /** An invalid command line: the message names the option and what it accepts. Exit code 2. */
 export class UsageError extends Error {
@@ -48,4 +49,53 @@ export function privilegeProblem(): string | null {
   if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) return null
   const uid = process.getuid?.() ?? -1
   return `hookmeter needs root, or CAP_BPF with CAP_PERFMON (and CAP_SYS_ADMIN to see other processes' programs); running as uid ${uid} without them`
+}
+
+/** A failure at run time (exit code 1), with a message for the user. */
+export class RuntimeError extends Error {
+  override readonly name = 'RuntimeError'
+}
+
+/** Cleanups that must run on every exit path, signals included; the last added runs first. */
+const cleanups: Array<() => void | Promise<void>> = []
+
+export function onCleanup(fn: () => void | Promise<void>): void {
+  cleanups.push(fn)
+}
+
+export async function runCleanups(onError: (err: Error) => void): Promise<void> {
+  while (cleanups.length) {
+    try {
+      await cleanups.pop()!()
+    } catch (err) {
+      onError(err as Error)
+    }
+  }
+}
+
+export const COMMON_OPTIONS = {
+  'probe-object': { type: 'string' },
+  'kernel-btf': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>
+
+/** node:util parseArgs, strict, with its errors turned into UsageErrors. */
+export function parseOptions<T extends OptionSpec>(args: string[], options: T) {
+  try {
+    return parseArgs({
+      args,
+      options: { ...COMMON_OPTIONS, ...options },
+      allowPositionals: true,
+      strict: true,
+    })
+  } catch (err) {
+    throw new UsageError((err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''))
+  }
+}
+
+export function requirePrivilege(): void {
+  const problem = privilegeProblem()
+  if (problem) throw new RuntimeError(problem)
 }

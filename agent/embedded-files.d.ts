@@ -1,4 +1,4 @@
-declare module '*.bpf.o' {
+declare module '*.o' {
   const path: string
   export default path
 }

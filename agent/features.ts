@@ -42,13 +42,20 @@ const PROGRAM_FEATURES: Array<{ name: string; program: string; needsTracefs?: bo
   { name: 'lsm', program: 'hm_feat_lsm' },
 ]
 
-function probeProgram(path: string, program: string, btfCustomPath?: string): Feature['status'] | Error {
+function probeProgram(
+  path: string,
+  program: string,
+  btfCustomPath?: string
+): Feature['status'] | Error {
   using obj = BpfObject.open(path, { objectName: 'hm_features', btfCustomPath })
   for (const p of obj.programs()) p.autoload = p.name === program
   try {
     obj.load()
   } catch (err) {
-    if (err instanceof LibbpfError && (err.errno === 1 || err.errno === 13 || err.errno === 524 || err.errno === 95)) {
+    if (
+      err instanceof LibbpfError &&
+      (err.errno === 1 || err.errno === 13 || err.errno === 524 || err.errno === 95)
+    ) {
       return new RefusedError(err)
     }
     return err as Error
@@ -63,19 +70,31 @@ function probeProgram(path: string, program: string, btfCustomPath?: string): Fe
 }
 
 class RefusedError extends Error {
-  constructor(readonly cause: LibbpfError) {
+  constructor(override readonly cause: LibbpfError) {
     super(cause.message)
   }
 }
 
-function describe(name: string, result: Feature['status'] | Error, tracefs: string | null): Feature {
+function describe(
+  name: string,
+  result: Feature['status'] | Error,
+  tracefs: string | null
+): Feature {
   if (result === 'yes') return { name, status: 'yes', detail: 'loaded and attached' }
   if (result instanceof RefusedError) {
-    return { name, status: 'refused', detail: `the kernel refused the load: ${result.cause.errnoName}` }
+    return {
+      name,
+      status: 'refused',
+      detail: `the kernel refused the load: ${result.cause.errnoName}`,
+    }
   }
   const msg = result instanceof Error ? result.message : String(result)
   if (name === 'kprobe' && !existsSync('/sys/kernel/tracing/kprobe_events')) {
-    return { name, status: 'no', detail: 'kernel without kprobe events (no kprobe_events in tracefs)' }
+    return {
+      name,
+      status: 'no',
+      detail: 'kernel without kprobe events (no kprobe_events in tracefs)',
+    }
   }
   if (tracefs && (name === 'tracepoint' || name === 'ringbuf')) {
     return { name, status: 'no', detail: tracefs }
@@ -87,20 +106,28 @@ function lsmDetail(f: Feature): Feature {
   if (f.status === 'yes') return f
   try {
     const lsms = readFileSync('/sys/kernel/security/lsm', 'utf8').trim()
-    if (!lsms.split(',').includes('bpf')) return { ...f, detail: `${f.detail}; bpf is not in the active LSMs (${lsms})` }
+    if (!lsms.split(',').includes('bpf'))
+      return { ...f, detail: `${f.detail}; bpf is not in the active LSMs (${lsms})` }
   } catch {
     // securityfs not mounted: keep the load result alone
   }
   return f
 }
 
-export async function probeKernel(opts: { btfPath?: string; objectPath?: string } = {}): Promise<KernelReport> {
+export async function probeKernel(
+  opts: { btfPath?: string; objectPath?: string } = {}
+): Promise<KernelReport> {
   const btfPath = opts.btfPath ?? KERNEL_BTF
-  const btf = existsSync(btfPath) && (btfPath !== KERNEL_BTF || bpf.btf__load_vmlinux_btf() !== null)
+  const btf =
+    existsSync(btfPath) && (btfPath !== KERNEL_BTF || bpf.btf__load_vmlinux_btf() !== null)
   const features: Feature[] = [
     btf
       ? { name: 'btf', status: 'yes', detail: btfPath }
-      : { name: 'btf', status: 'no', detail: `no kernel BTF at ${btfPath} (CONFIG_DEBUG_INFO_BTF)` },
+      : {
+          name: 'btf',
+          status: 'no',
+          detail: `no kernel BTF at ${btfPath} (CONFIG_DEBUG_INFO_BTF)`,
+        },
   ]
   const tracefs = ensureTracefs()
 

@@ -64,14 +64,30 @@ export function diffWindow(
     // a program loaded inside the window counts from zero
     const runs = Number(e.runCnt - (b?.runCnt ?? 0n))
     const runTimeNs = Number(e.runTimeNs - (b?.runTimeNs ?? 0n))
-    rows.push(row(p, runs, runTimeNs, windowNs, ncpu, Number(p.recursionMisses - (startMisses.get(k) ?? p.recursionMisses))))
+    rows.push(
+      row(
+        p,
+        runs,
+        runTimeNs,
+        windowNs,
+        ncpu,
+        Number(p.recursionMisses - (startMisses.get(k) ?? p.recursionMisses))
+      )
+    )
   }
 
   rows.sort((a, b) => b.runTimeNs - a.runTimeNs || a.progId - b.progId)
   return { windowNs, statsMode, cpus: ncpu, hooks: rows }
 }
 
-function row(p: ProgramEntry, runs: number, runTimeNs: number, windowNs: number, ncpu: number, misses: number): HookRow {
+function row(
+  p: ProgramEntry,
+  runs: number,
+  runTimeNs: number,
+  windowNs: number,
+  ncpu: number,
+  misses: number
+): HookRow {
   const cpuShare = windowNs > 0 ? runTimeNs / windowNs : 0
   return {
     progId: p.progId,
@@ -91,9 +107,15 @@ function row(p: ProgramEntry, runs: number, runTimeNs: number, windowNs: number,
 }
 
 /** One window: baseline snapshot, wait, end snapshot, then names, owners and hooks. */
-export async function measureWindow(windowMs: number, statsMode: StatsMode, signal?: AbortSignal): Promise<HooksWindow> {
+export async function measureWindow(
+  windowMs: number,
+  statsMode: StatsMode,
+  signal?: AbortSignal
+): Promise<HooksWindow> {
   const before = takeInventory()
-  const misses = new Map(before.programs.map((p) => [key(p.progId, p.loadTimeNs), p.recursionMisses]))
+  const misses = new Map(
+    before.programs.map((p) => [key(p.progId, p.loadTimeNs), p.recursionMisses])
+  )
   const start = snapshot()
   await sleep(windowMs, signal)
   const end = snapshot()
@@ -132,7 +154,9 @@ export function renderTable(w: HooksWindow, width = process.stdout.columns || 12
     head,
   ]
   for (const h of w.hooks) {
-    const owner = h.owners.length ? h.owners.map((o) => `${o.comm}[${o.pid}]`).join(',') : '(no owner)'
+    const owner = h.owners.length
+      ? h.owners.map((o) => `${o.comm}[${o.pid}]`).join(',')
+      : '(no owner)'
     lines.push(
       `${lpad(String(h.progId), 6)} ${pad(h.fullName, 24)} ${pad(h.type, 14)} ${lpad(h.runsPerSecond.toFixed(0), 9)} ${lpad(fmtNs(h.nsPerRun), 9)} ${lpad((h.cpuShare * 100).toFixed(3), 7)} ${lpad((h.nodeShare * 100).toFixed(3), 7)}  ${pad(owner, 22)} ${h.hook}`
     )

@@ -74,7 +74,8 @@ function ownerRef(o: Owner): OwnerRef {
 
 function mergeOwners(lists: Array<Owner[] | undefined>): OwnerRef[] {
   const byPid = new Map<number, OwnerRef>()
-  for (const list of lists) for (const o of list ?? []) if (!byPid.has(o.pid)) byPid.set(o.pid, ownerRef(o))
+  for (const list of lists)
+    for (const o of list ?? []) if (!byPid.has(o.pid)) byPid.set(o.pid, ownerRef(o))
   return [...byPid.values()].sort((a, b) => a.pid - b.pid)
 }
 
@@ -120,14 +121,18 @@ export function takeInventory(opts: { programs?: ProgramInfo[] } = {}): Inventor
 
   const entries = programs.map((p): ProgramEntry => {
     const progLinks = linksByProg.get(p.id) ?? []
-    const hooks = [...new Set([...progLinks.map((l) => l.hook), ...(perfHooks.get(p.id) ?? [])])]
-      .filter((h) => h !== 'perf_event/?' || progLinks.length === 1)
+    const hooks = [
+      ...new Set([...progLinks.map((l) => l.hook), ...(perfHooks.get(p.id) ?? [])]),
+    ].filter((h) => h !== 'perf_event/?' || progLinks.length === 1)
     const usable = hooks.filter((h) => !h.endsWith('/?'))
     const owners = mergeOwners([
       holders?.progs.get(p.id),
       ...progLinks.map((l) => holders?.links.get(l.id)?.owners),
     ])
-    const pins = [...(progPins.get(p.id) ?? []), ...progLinks.flatMap((l) => linkPins.get(l.id) ?? [])]
+    const pins = [
+      ...(progPins.get(p.id) ?? []),
+      ...progLinks.flatMap((l) => linkPins.get(l.id) ?? []),
+    ]
     return {
       progId: p.id,
       name: p.name,
@@ -157,5 +162,11 @@ export function takeInventory(opts: { programs?: ProgramInfo[] } = {}): Inventor
     pins: mapPins.get(m.id) ?? [],
   }))
 
-  return { takenAtNs: process.hrtime.bigint(), programs: entries, maps: mapEntries, links, warnings }
+  return {
+    takenAtNs: process.hrtime.bigint(),
+    programs: entries,
+    maps: mapEntries,
+    links,
+    warnings,
+  }
 }

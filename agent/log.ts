@@ -30,7 +30,13 @@ export function createLogger(opts: LoggerOptions = {}, base: Record<string, unkn
   const envLevel = process.env.HOOKMETER_LOG_LEVEL as Level | undefined
   const level = opts.level ?? (envLevel && envLevel in ORDER ? envLevel : 'info')
   const envFormat = process.env.HOOKMETER_LOG_FORMAT
-  const format = opts.format ?? (envFormat === 'json' || envFormat === 'text' ? envFormat : process.stderr.isTTY ? 'text' : 'json')
+  const format =
+    opts.format ??
+    (envFormat === 'json' || envFormat === 'text'
+      ? envFormat
+      : process.stderr.isTTY
+        ? 'text'
+        : 'json')
   const write = opts.write ?? ((line: string) => process.stderr.write(`${line}\n`))
 
   const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>) => {

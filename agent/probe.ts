@@ -146,11 +146,17 @@ export class ExecProbe implements Disposable {
         this.#readerError ??= err
       }
       if (mechanisms.includes('ringbuf')) {
-        this.#readers.push(BufferReader.ringbuf(this.object.map('hm_rb').kernel, { onBatch, onError }))
+        this.#readers.push(
+          BufferReader.ringbuf(this.object.map('hm_rb').kernel, { onBatch, onError })
+        )
       }
       if (mechanisms.includes('perf')) {
         this.#readers.push(
-          BufferReader.perf(this.object.map('hm_perf').kernel, { onBatch, onError, wakeupEvents: batch })
+          BufferReader.perf(this.object.map('hm_perf').kernel, {
+            onBatch,
+            onError,
+            wakeupEvents: batch,
+          })
         )
       }
       await Promise.all(this.#readers.map((r) => r.ready()))
@@ -190,7 +196,10 @@ export class ExecProbe implements Disposable {
     this.#records = { ringbuf: [], perf: [] }
     return {
       records,
-      lost: { ringbuf: counters.ringbufReserveFailed, perf: this.#perfLost + counters.perfOutputFailed },
+      lost: {
+        ringbuf: counters.ringbufReserveFailed,
+        perf: this.#perfLost + counters.perfOutputFailed,
+      },
       counters,
       policy: this.#policy,
       wakeups: this.#wakeups,
@@ -222,7 +231,10 @@ export class ExecProbe implements Disposable {
 
   #writeConfig(mechanisms: Mechanism[], wakeupEvery: number): void {
     const mask = (mechanisms.includes('ringbuf') ? 1 : 0) | (mechanisms.includes('perf') ? 2 : 0)
-    this.#globalMap('.data').kernel.update(u32Key(0), new Uint8Array(new Uint32Array([mask, wakeupEvery]).buffer))
+    this.#globalMap('.data').kernel.update(
+      u32Key(0),
+      new Uint8Array(new Uint32Array([mask, wakeupEvery]).buffer)
+    )
   }
 
   #zeroCounters(): void {

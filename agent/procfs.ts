@@ -321,6 +321,34 @@ export function readProcStat(pid: number, opts: ProcfsOptions = {}): ProcStat {
   return { utimeTicks: field(14), stimeTicks: field(15), startTimeTicks: field(22) }
 }
 
+/**
+ * CPU time (user + system) a process has used, in ns: the sum of its threads' schedstat run
+ * times, which count in ns where /proc/<pid>/stat counts in clock ticks; the stat ticks when
+ * schedstat is unavailable. Null when the process is gone.
+ */
+export function processCpuNs(pid: number, opts: ProcfsOptions = {}): number | null {
+  const taskDir = join(opts.procRoot ?? DEFAULT_PROC_ROOT, String(pid), 'task')
+  try {
+    let total = 0
+    for (const tid of readdirSync(taskDir)) {
+      try {
+        total += Number(readFileSync(join(taskDir, tid, 'schedstat'), 'utf8').split(' ')[0])
+      } catch {
+        // a thread that exited between the listing and the read
+      }
+    }
+    if (total > 0) return total
+  } catch {
+    // no task dir: the process is gone, or schedstat is not built in
+  }
+  try {
+    const st = readProcStat(pid, opts)
+    return ((st.utimeTicks + st.stimeTicks) * 1e9) / clockTicksPerSecond()
+  } catch {
+    return null
+  }
+}
+
 let clockTicks: number | undefined
 
 /**

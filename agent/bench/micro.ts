@@ -1,0 +1,253 @@
+/**
+ * The study's micro benchmark: exec a binary N times, and beside the loop totals, what every eBPF
+ * program on the host cost per exec and which process owns it.
+ *
+ * Order of a run: delivery calibration, warm-up (not traced), the probe attached, an idle window
+ * as long as the loop is expected to take (the background rate of every program and owner), then
+ * the counted loop with the probe tracing its children in batched mode.
+ */
+import { hostname, release } from 'node:os'
+
+import type { Mechanism } from '../../libbpf-bindings/reader.ts'
+import type { StatsMode } from '../../libbpf-bindings/stats.ts'
+import { calibrateDelivery, type DeliveryReport } from '../delivery.ts'
+import { createExecLoop, type ExecLoopResult } from '../exec-loop.ts'
+import { snapshot, sleep } from '../hooks.ts'
+import { takeInventory, type Inventory, type OwnerRef } from '../inventory.ts'
+import type { ExecProbe, ExecRecord } from '../probe.ts'
+import { processCpuNs } from '../procfs.ts'
+import { mean, quantiles } from '../stats.ts'
+import type { MicroOptions } from './options.ts'
+import type { MicroHook, MicroOwner, MicroReport, Quantiles } from './report.ts'
+import pkg from '../../package.json' with { type: 'json' }
+
+export type MicroPhase = 'delivery' | 'warmup' | 'idle' | 'loop' | 'collect'
+
+export interface MicroContext {
+  probe: ExecProbe
+  statsMode: StatsMode
+  runId: number
+  onPhase?: (phase: MicroPhase, detail: string) => void
+  onProgress?: (done: number, total: number) => void
+  signal?: AbortSignal
+  /** execs per delivery-calibration pass; 0 skips the calibration */
+  deliveryExecs?: number
+  /** longest idle window; the background rate is scaled to the loop's real length */
+  maxIdleMs?: number
+}
+
+export class AbortedError extends Error {
+  override readonly name = 'AbortedError'
+}
+
+export function summarize(values: ArrayLike<number>): Quantiles {
+  const [p50, p95, p99, min, max] = quantiles(values, [0.5, 0.95, 0.99, 0, 1])
+  return { p50: p50!, p95: p95!, p99: p99!, mean: mean(values), min: min!, max: max! }
+}
+
+function ownerCpu(pids: number[]): Map<number, number> {
+  const out = new Map<number, number>()
+  for (const pid of pids) {
+    const ns = processCpuNs(pid)
+    if (ns !== null) out.set(pid, ns)
+  }
+  return out
+}
+
+function ownersOf(inv: Inventory): Map<number, OwnerRef> {
+  const out = new Map<number, OwnerRef>()
+  for (const p of inv.programs) for (const o of p.owners) out.set(o.pid, o)
+  return out
+}
+
+function checkAbort(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new AbortedError('run aborted')
+}
+
+export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{ report: MicroReport; samples: Float64Array }> {
+  const warnings: string[] = []
+  const phase = (p: MicroPhase, d: string) => ctx.onPhase?.(p, d)
+  const deliveryExecs = ctx.deliveryExecs ?? 200
+
+  // delivery calibration: latency and wake-up cost per mechanism, on this node, now
+  let delivery: DeliveryReport | null = null
+  if (deliveryExecs > 0) {
+    phase('delivery', `delivery calibration (${deliveryExecs} execs × 5 passes)`)
+    delivery = await calibrateDelivery({ probe: ctx.probe, execs: deliveryExecs })
+  }
+  checkAbort(ctx.signal)
+
+  // warm-up, untraced; its median sizes the idle window
+  const warm = Math.max(opts.warmup, 20)
+  phase('warmup', `warm-up: ${opts.warmup} execs`)
+  let warmResult: ExecLoopResult
+  {
+    using loop = createExecLoop({ binary: opts.binary, args: opts.args, iterations: warm, warmup: 0, signal: ctx.signal })
+    warmResult = await loop.start()
+  }
+  checkAbort(ctx.signal)
+  if (warmResult.failures > 0) warnings.push(`warm-up: ${warmResult.failures} execs failed (${warmResult.firstFailure})`)
+  const expectedMs = (quantiles(warmResult.latencyNs, [0.5])[0]! * opts.iterations) / 1e6
+  const idleMs = Math.min(Math.max(expectedMs, 200), ctx.maxIdleMs ?? 30_000)
+
+  await ctx.probe.attach({ policy: 'batched', mechanisms: ['ringbuf', 'perf'] })
+  let collected
+  let result: ExecLoopResult
+  let idle: { start: ReturnType<typeof snapshot>; end: ReturnType<typeof snapshot>; cpu0: Map<number, number>; cpu1: Map<number, number> }
+  let loopSnap: { start: ReturnType<typeof snapshot>; end: ReturnType<typeof snapshot>; cpu0: Map<number, number>; cpu1: Map<number, number> }
+  let before: Inventory
+  let during: Inventory
+  try {
+    // idle window: the background each program and owner runs at without the loop
+    phase('idle', `idle window: ${(idleMs / 1000).toFixed(1)} s`)
+    before = takeInventory()
+    const pids0 = [...ownersOf(before).keys()].filter((p) => p !== process.pid)
+    const iStart = snapshot()
+    const iCpu0 = ownerCpu(pids0)
+    await sleep(idleMs, ctx.signal)
+    const iEnd = snapshot()
+    const iCpu1 = ownerCpu(pids0)
+    idle = { start: iStart, end: iEnd, cpu0: iCpu0, cpu1: iCpu1 }
+    checkAbort(ctx.signal)
+
+    // the counted loop, its children traced
+    phase('loop', `loop: ${opts.iterations} execs of ${opts.binary}`)
+    using loop = createExecLoop({
+      binary: opts.binary,
+      args: opts.args,
+      iterations: opts.iterations,
+      warmup: 0,
+      signal: ctx.signal,
+      onProgress: ctx.onProgress,
+    })
+    ctx.probe.addSpawner(await loop.spawnerTid)
+    const lCpu0 = ownerCpu(pids0)
+    const lStart = snapshot()
+    result = await loop.start()
+    const lEnd = snapshot()
+    const lCpu1 = ownerCpu(pids0)
+    loopSnap = { start: lStart, end: lEnd, cpu0: lCpu0, cpu1: lCpu1 }
+    // names, owners and hooks while the probe is still attached, so its own hooks show too
+    during = takeInventory()
+  } finally {
+    collected = await ctx.probe.detach()
+  }
+  if (result.aborted) throw new AbortedError('run aborted')
+
+  phase('collect', 'collecting')
+  const after = during
+  const loopNs = Number(loopSnap.end.at - loopSnap.start.at)
+  const idleNs = Number(idle.end.at - idle.start.at)
+  const scale = loopNs / idleNs
+  const n = result.iterations
+  const latency = result.latencyNs
+  const meanLatency = mean(latency)
+
+  // per hook: raw deltas over the loop, and per exec less the idle window's rate
+  const key = (id: number, t: bigint) => `${id}:${t}`
+  const hooks: MicroHook[] = []
+  for (const p of after.programs) {
+    const k = key(p.progId, p.loadTimeNs)
+    const ls = loopSnap.start.counters.get(k)
+    const le = loopSnap.end.counters.get(k)
+    if (!le) continue
+    if (!ls) warnings.push(`program ${p.progId} ${p.fullName} was loaded during the loop; counted from its load`)
+    const runs = Number(le.runCnt - (ls?.runCnt ?? 0n))
+    const runTimeNs = Number(le.runTimeNs - (ls?.runTimeNs ?? 0n))
+    const is = idle.start.counters.get(k)
+    const ie = idle.end.counters.get(k)
+    const bgRuns = is && ie ? Number(ie.runCnt - is.runCnt) * scale : 0
+    const bgNs = is && ie ? Number(ie.runTimeNs - is.runTimeNs) * scale : 0
+    const nsPerExec = (runTimeNs - bgNs) / n
+    hooks.push({
+      progId: p.progId,
+      name: p.name,
+      fullName: p.fullName,
+      type: p.type,
+      hook: p.hook,
+      owners: p.owners.map((o) => ({ pid: o.pid, comm: o.comm, exe: o.exe })),
+      runs,
+      runTimeNs,
+      nsPerRun: runs > 0 ? runTimeNs / runs : null,
+      runsPerExec: (runs - bgRuns) / n,
+      nsPerExec,
+      shareOfExec: meanLatency > 0 ? nsPerExec / meanLatency : 0,
+      own: p.name.startsWith('hm_'),
+    })
+  }
+  const gone = before.programs.filter((p) => !after.programs.some((q) => q.progId === p.progId && q.loadTimeNs === p.loadTimeNs))
+  for (const p of gone) warnings.push(`program ${p.progId} ${p.fullName} was unloaded during the run and is not in the table`)
+  hooks.sort((a, b) => b.nsPerExec - a.nsPerExec || a.progId - b.progId)
+
+  // user-space share: CPU of every owner process (hookmeter itself left out)
+  const owners: MicroOwner[] = []
+  const ownerRefs = ownersOf(before)
+  for (const [pid, o] of ownerRefs) {
+    if (pid === process.pid) continue
+    const c0 = loopSnap.cpu0.get(pid)
+    const c1 = loopSnap.cpu1.get(pid)
+    if (c0 === undefined || c1 === undefined) {
+      warnings.push(`owner ${o.comm}[${pid}] exited during the loop; its CPU time is not counted`)
+      continue
+    }
+    const i0 = idle.cpu0.get(pid)
+    const i1 = idle.cpu1.get(pid)
+    const bg = i0 !== undefined && i1 !== undefined ? (i1 - i0) * scale : 0
+    owners.push({ pid, comm: o.comm, exe: o.exe, cpuNs: c1 - c0, cpuNsPerExec: (c1 - c0 - bg) / n })
+  }
+  owners.sort((a, b) => b.cpuNsPerExec - a.cpuNsPerExec)
+
+  const records = collected.records
+  const phases = phasesOf(records.ringbuf.length >= records.perf.length ? records.ringbuf : records.perf)
+  for (const mech of ['ringbuf', 'perf'] as const) {
+    if (records[mech].length !== n) warnings.push(`probe: ${records[mech].length} of ${n} execs arrived through the ${mech}`)
+  }
+  if (result.failures > 0) warnings.push(`${result.failures} execs failed (${result.firstFailure})`)
+  for (const w of [...before.warnings, ...after.warnings]) if (!warnings.includes(w)) warnings.push(w)
+
+  const q = (m: Mechanism) => ({
+    p50: delivery?.mechanisms[m].deliveryNs.p50 ?? 0,
+    p99: delivery?.mechanisms[m].deliveryNs.p99 ?? 0,
+  })
+  const report: MicroReport = {
+    run: {
+      id: ctx.runId,
+      iterations: n,
+      warmup: opts.warmup,
+      binary: opts.binary,
+      args: opts.args,
+      condition: opts.condition,
+      label: opts.label,
+      statsMode: ctx.statsMode,
+      wallNs: Number(result.wallNs),
+      startedAt: new Date(Date.now() - Number(result.wallNs) / 1e6).toISOString(),
+      node: process.env.NODE_NAME || hostname(),
+      kernel: release(),
+      version: pkg.version,
+    },
+    latencyNs: summarize(latency),
+    phasesNs: phases,
+    probe: {
+      policy: 'batched',
+      seen: { ringbuf: records.ringbuf.length, perf: records.perf.length },
+      lost: collected.lost,
+      deliveryNs: { ringbuf: q('ringbuf'), perf: q('perf') },
+    },
+    delivery,
+    idle: { windowNs: idleNs },
+    hooks,
+    owners,
+    failures: result.failures,
+    warnings,
+  }
+  return { report, samples: Float64Array.from(latency) }
+}
+
+function phasesOf(records: ExecRecord[]): MicroReport['phasesNs'] {
+  const ok = records.filter((r) => r.enterNs > 0n && r.execNs > 0n)
+  return {
+    forkToExecve: summarize(ok.map((r) => Number(r.enterNs - r.forkNs))),
+    execveToExec: summarize(ok.map((r) => Number(r.execNs - r.enterNs))),
+    execToExit: summarize(ok.map((r) => Number(r.exitNs - r.execNs))),
+  }
+}

@@ -1,0 +1,41 @@
+import { StatsSession } from '../../libbpf-bindings/stats.ts'
+import { onCleanup, parseDuration, parseOptions, requirePrivilege } from '../cli.ts'
+import { diffWindow, measureWindow, renderTable, sleep, snapshot } from '../hooks.ts'
+import { takeInventory } from '../inventory.ts'
+
+export async function cmdHooks(args: string[], stop: AbortSignal): Promise<void> {
+  const { values } = parseOptions(args, {
+    once: { type: 'boolean' },
+    window: { type: 'string' },
+    interval: { type: 'string' },
+    json: { type: 'boolean' },
+  })
+  const windowMs =
+    values.window === undefined ? 5000 : parseDuration('--window', values.window, 1000, 300_000)
+  const intervalMs =
+    values.interval === undefined ? 1000 : parseDuration('--interval', values.interval, 200, 60_000)
+  requirePrivilege()
+
+  const stats = StatsSession.open()
+  onCleanup(() => stats.close())
+
+  if (values.once || values.json) {
+    const w = await measureWindow(windowMs, stats.mode, stop)
+    process.stdout.write(values.json ? `${JSON.stringify(w)}\n` : `${renderTable(w)}\n`)
+    return
+  }
+
+  // live view: the first window is drawn only after a baseline snapshot a full interval old
+  process.stdout.write('\x1b[?25l')
+  onCleanup(() => void process.stdout.write('\x1b[?25h\n'))
+  let prev = snapshot()
+  process.stdout.write(`\x1b[2J\x1b[Hhookmeter hooks: taking a baseline (${intervalMs} ms)…`)
+  while (!stop.aborted) {
+    await sleep(intervalMs, stop)
+    if (stop.aborted) break
+    const cur = snapshot()
+    const w = diffWindow(prev, cur, takeInventory(), stats.mode)
+    prev = cur
+    process.stdout.write(`\x1b[2J\x1b[H${renderTable(w)}\n\n(ctrl-c to quit)`)
+  }
+}
