@@ -83,9 +83,17 @@ type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; m
 
 /** node:util parseArgs, strict, with its errors turned into UsageErrors. */
 export function parseOptions<T extends OptionSpec>(args: string[], options: T) {
+  // `--iterations -5` would read as a missing value; join it so the range check can name it
+  const all: OptionSpec = { ...COMMON_OPTIONS, ...options }
+  const joined: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i]!.startsWith('--') ? args[i]!.slice(2) : ''
+    if (all[name]?.type === 'string' && /^-\d/.test(args[i + 1] ?? '')) joined.push(`${args[i]}=${args[++i]}`)
+    else joined.push(args[i]!)
+  }
   try {
     return parseArgs({
-      args,
+      args: joined,
       options: { ...COMMON_OPTIONS, ...options },
       allowPositionals: true,
       strict: true,

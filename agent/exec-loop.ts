@@ -10,6 +10,8 @@
  * (`bun build --compile agent/main.ts agent/exec-loop-worker.ts`), or it is looked up on disk.
  */
 
+import { workerUrl } from '../libbpf-bindings/worker-url.ts'
+
 export interface ExecLoopOptions {
   /** absolute path of the binary; the caller has checked it against its allowlist */
   binary: string
@@ -147,7 +149,9 @@ class WorkerExecLoop implements ExecLoop {
     opts.signal?.addEventListener('abort', this.#onAbort)
     if (opts.signal?.aborted) this.#onAbort()
 
-    this.#worker = new Worker(new URL('./exec-loop-worker.ts', import.meta.url))
+    this.#worker = new Worker(
+      workerUrl('agent/exec-loop-worker.ts', new URL('./exec-loop-worker.ts', import.meta.url))
+    )
     this.#worker.addEventListener('message', this.#onMessage)
     this.#worker.addEventListener('error', this.#onError)
     this.#worker.addEventListener('close', this.#onClose)

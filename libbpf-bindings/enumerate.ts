@@ -147,7 +147,10 @@ export function programInfoByFd(fd: number, wallOffset = bootToWall()): ProgramI
     loadTimeNs,
     loadedAt: new Date(Number((loadTimeNs + wallOffset) / 1_000_000n)).toISOString(),
     uid: info.getUint32(PROG_INFO.createdByUid, true),
-    mapIds: nrMaps > 0 ? [...mapIds.subarray(0, Math.min(nrMaps, dv.getUint32(PROG_INFO.nrMapIds, true)))] : [],
+    mapIds:
+      nrMaps > 0
+        ? [...mapIds.subarray(0, Math.min(nrMaps, dv.getUint32(PROG_INFO.nrMapIds, true)))]
+        : [],
     runTimeNs: info.getBigUint64(PROG_INFO.runTimeNs, true),
     runCnt: info.getBigUint64(PROG_INFO.runCnt, true),
     recursionMisses: info.getBigUint64(PROG_INFO.recursionMisses, true),
@@ -268,15 +271,23 @@ export function linkInfoByFd(fd: number): LinkInfo {
     }
     case 2: {
       const attach = dv.getUint32(LINK_INFO.tracingAttachType, true)
-      const target = btfTypeName(dv.getUint32(LINK_INFO.tracingTargetObjId, true),
-        dv.getUint32(LINK_INFO.tracingTargetBtfId, true), true) ?? '?'
+      const target =
+        btfTypeName(
+          dv.getUint32(LINK_INFO.tracingTargetObjId, true),
+          dv.getUint32(LINK_INFO.tracingTargetBtfId, true),
+          true
+        ) ?? '?'
       return { ...base, hook: tracingHook(attach, target), attachType: ATTACH_TYPES[attach] }
     }
     case 3: {
       const attach = dv.getUint32(LINK_INFO.cgroupAttachType, true)
       const cg = dv.getBigUint64(LINK_INFO.cgroupId, true)
       const name = ATTACH_TYPES[attach] ?? `attach ${attach}`
-      return { ...base, hook: `cgroup/${name.replace(/^cgroup_/, '')} (cgroup id ${cg})`, attachType: name }
+      return {
+        ...base,
+        hook: `cgroup/${name.replace(/^cgroup_/, '')} (cgroup id ${cg})`,
+        attachType: name,
+      }
     }
     case 6:
       return { ...base, hook: `xdp/ifindex ${dv.getUint32(LINK_INFO.xdpIfindex, true)}` }
@@ -438,8 +449,17 @@ export function taskFdQuery(pid: number, fd: number): TaskFdQuery | null {
   const fdType = new Uint32Array(1)
   const offset = new BigUint64Array(1)
   const addr = new BigUint64Array(1)
-  const rc = bpf.bpf_task_fd_query(pid, fd, 0, ptr(buf), ptr(bufLen), ptr(progId), ptr(fdType),
-    ptr(offset), ptr(addr))
+  const rc = bpf.bpf_task_fd_query(
+    pid,
+    fd,
+    0,
+    ptr(buf),
+    ptr(bufLen),
+    ptr(progId),
+    ptr(fdType),
+    ptr(offset),
+    ptr(addr)
+  )
   if (rc < 0) return null
 
   const type = TASK_FD_TYPES[fdType[0]!] ?? `type ${fdType[0]}`

@@ -22,7 +22,12 @@ export class LibbpfError extends Error {
 export class VerifierError extends LibbpfError {
   override readonly name: string = 'VerifierError'
 
-  constructor(call: string, errno: number, readonly log: string[], subject?: string) {
+  constructor(
+    call: string,
+    errno: number,
+    readonly log: string[],
+    subject?: string
+  ) {
     super(call, errno, log.filter((l) => l.trim()).slice(-2), subject)
   }
 }
@@ -31,7 +36,11 @@ export class VerifierError extends LibbpfError {
 export class NotSupportedError extends Error {
   override readonly name = 'NotSupportedError'
 
-  constructor(readonly feature: string, reason: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly feature: string,
+    reason: string,
+    options?: { cause?: unknown }
+  ) {
     super(`${feature} is not supported here: ${reason}`, options)
   }
 }

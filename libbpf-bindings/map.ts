@@ -56,7 +56,9 @@ export class MapFd implements Disposable {
   update(key: Uint8Array, value: Uint8Array, flags = BPF_ANY): void {
     this.#checkKey(key)
     if (value.length !== this.valueBytes && !NO_VALUE_LOOKUP.has(this.type)) {
-      throw new RangeError(`map ${this.name}: value is ${value.length} bytes, expected ${this.valueBytes}`)
+      throw new RangeError(
+        `map ${this.name}: value is ${value.length} bytes, expected ${this.valueBytes}`
+      )
     }
     const rc = bpf.bpf_map_update_elem(this.fd, ptr(key), ptr(value), BigInt(flags))
     if (rc < 0) throw new LibbpfError('bpf_map_update_elem', -rc, [], `map ${this.name}`)

@@ -32,11 +32,18 @@ export class BpfObject implements Disposable {
   readonly #links = new Set<BpfLink>()
   readonly name: string
 
-  private constructor(obj: Ptr, readonly path: string) {
+  private constructor(
+    obj: Ptr,
+    readonly path: string
+  ) {
     this.#obj = obj
     this.name = String(bpf.bpf_object__name(obj))
 
-    for (let p = bpf.bpf_object__next_program(obj, null); p; p = bpf.bpf_object__next_program(obj, p)) {
+    for (
+      let p = bpf.bpf_object__next_program(obj, null);
+      p;
+      p = bpf.bpf_object__next_program(obj, p)
+    ) {
       this.#programs.push(new BpfProgram(this, p))
     }
     for (let m = bpf.bpf_object__next_map(obj, null); m; m = bpf.bpf_object__next_map(obj, m)) {
@@ -319,7 +326,15 @@ export class BpfMap {
     if (!this.#fdMap) {
       const fd = bpf.bpf_map__fd(this.map)
       if (fd < 0) throw new Error(`map ${this.name} was not created`)
-      this.#fdMap = new MapFd(fd, this.name, this.type, this.keySize, this.valueSize, this.maxEntries, false)
+      this.#fdMap = new MapFd(
+        fd,
+        this.name,
+        this.type,
+        this.keySize,
+        this.valueSize,
+        this.maxEntries,
+        false
+      )
     }
     return this.#fdMap
   }

@@ -11,6 +11,7 @@ import { ClosedError, LibbpfError } from './errors.ts'
 import { errno, libc, PAGE_SIZE, possibleCpus } from './libc.ts'
 import { PERF_ATTR, PERF_ATTR_SIZE } from './layout.ts'
 import { MapFd, u32Key } from './map.ts'
+import { workerUrl } from './worker-url.ts'
 import {
   CMD_DRAIN,
   CMD_STOP,
@@ -106,10 +107,22 @@ export class BufferReader implements Disposable {
     const reader = new BufferReader('ringbuf', opts)
     try {
       const size = map.maxEntries
-      const consumer = mmapOrThrow(PAGE_SIZE, PROT_READ | PROT_WRITE, map.fd, 0, `ring buffer ${map.name}`)
+      const consumer = mmapOrThrow(
+        PAGE_SIZE,
+        PROT_READ | PROT_WRITE,
+        map.fd,
+        0,
+        `ring buffer ${map.name}`
+      )
       reader.#regions.push({ addr: consumer, len: PAGE_SIZE })
       // the data area is mapped twice in a row, so a record that wraps reads as one piece
-      const producer = mmapOrThrow(PAGE_SIZE + 2 * size, PROT_READ, map.fd, PAGE_SIZE, `ring buffer ${map.name}`)
+      const producer = mmapOrThrow(
+        PAGE_SIZE + 2 * size,
+        PROT_READ,
+        map.fd,
+        PAGE_SIZE,
+        `ring buffer ${map.name}`
+      )
       reader.#regions.push({ addr: producer, len: PAGE_SIZE + 2 * size })
       reader.#start([{ meta: consumer, data: producer, size }], [map.fd])
       return reader
@@ -126,7 +139,8 @@ export class BufferReader implements Disposable {
   static perf(map: MapFd, opts: PerfReaderOptions): BufferReader {
     const reader = new BufferReader('perf', opts)
     const pages = opts.pagesPerCpu ?? 64
-    if (pages & (pages - 1)) throw new RangeError(`pagesPerCpu must be a power of two, got ${pages}`)
+    if (pages & (pages - 1))
+      throw new RangeError(`pagesPerCpu must be a power of two, got ${pages}`)
     const wakeup = Math.max(1, Math.floor(opts.wakeupEvents ?? 1))
 
     try {
@@ -143,7 +157,16 @@ export class BufferReader implements Disposable {
       const sources: WorkerSetup['sources'] = []
       const pollFds: number[] = []
       for (let cpu = 0; cpu < cpus; cpu++) {
-        const fd = Number(libc.syscall(SYS_PERF_EVENT_OPEN, BigInt(ptr(attr)), -1n & 0xffffffffn, BigInt(cpu), 0xffffffffn, BigInt(PERF_FLAG_FD_CLOEXEC)))
+        const fd = Number(
+          libc.syscall(
+            SYS_PERF_EVENT_OPEN,
+            BigInt(ptr(attr)),
+            -1n & 0xffffffffn,
+            BigInt(cpu),
+            0xffffffffn,
+            BigInt(PERF_FLAG_FD_CLOEXEC)
+          )
+        )
         if (fd < 0) {
           const e = errno()
           // offline CPUs cannot take an event; skip them like libbpf does
@@ -198,7 +221,9 @@ export class BufferReader implements Disposable {
       epollEventSize: EPOLL_EVENT_SIZE,
       pageSize: PAGE_SIZE,
     }
-    const worker = new Worker(new URL('./reader-worker.ts', import.meta.url))
+    const worker = new Worker(
+      workerUrl('libbpf-bindings/reader-worker.ts', new URL('./reader-worker.ts', import.meta.url))
+    )
     this.#worker = worker
     this.#ready = new Promise((resolve, reject) => {
       worker.onmessage = (msg: MessageEvent) => this.#onMessage(msg.data, resolve)
@@ -297,10 +322,12 @@ export class BufferReader implements Disposable {
     const control = new Int32Array(this.#control)
     const worker = this.#worker!
     this.#worker = null
-    let stopped = Atomics.compareExchange(control, CTL_STATE, STATE_NEW, STATE_CANCELLED) === STATE_NEW
+    let stopped =
+      Atomics.compareExchange(control, CTL_STATE, STATE_NEW, STATE_CANCELLED) === STATE_NEW
     if (!stopped) {
       this.#signal(CMD_STOP)
-      stopped = Atomics.wait(control, CTL_STATE, STATE_RUNNING, 2000) !== 'timed-out' &&
+      stopped =
+        Atomics.wait(control, CTL_STATE, STATE_RUNNING, 2000) !== 'timed-out' &&
         Atomics.load(control, CTL_STATE) === STATE_STOPPED
     }
     worker.terminate()
