@@ -7,11 +7,12 @@ import type { Mechanism } from '../libbpf-bindings/reader.ts'
 import { StatsSession } from '../libbpf-bindings/stats.ts'
 import { createExecLoop } from './exec-loop.ts'
 import { ExecProbe, type WakeupPolicy } from './probe.ts'
-import { quantiles } from './stats.ts'
+import { histogram, type Histogram, quantiles } from './stats.ts'
 
 export interface DeliveryFigures {
   /** from the record's bpf_ktime_get_ns() to the reader having it, woken on every record */
   deliveryNs: { p50: number; p99: number; mean: number; samples: number }
+  deliveryHistogram: Histogram
   /** hm_sched_process_exit per run, emitting through this mechanism only */
   exitProgNs: { perRecord: number; batched: number }
   /** in-kernel cost of one record: per-record minus no output; the wake-up: per-record minus batched */
@@ -99,6 +100,7 @@ export async function calibrateDelivery(opts: {
         mean: woken.deliveries.reduce((a, b) => a + b, 0) / Math.max(1, woken.deliveries.length),
         samples: woken.deliveries.length,
       },
+      deliveryHistogram: histogram(woken.deliveries),
       exitProgNs: { perRecord: woken.exitNsPerRun, batched: batched.exitNsPerRun },
       recordNs: {
         withWakeup: woken.exitNsPerRun - none.exitNsPerRun,

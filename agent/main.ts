@@ -10,6 +10,7 @@ import { cmdBench } from './commands/bench.ts'
 import { log } from './commands/common.ts'
 import { cmdHooks } from './commands/hooks.ts'
 import { cmdNode } from './commands/node.ts'
+import { cmdServe } from './commands/serve.ts'
 import { KERNEL_BTF } from './features.ts'
 import pkg from '../package.json' with { type: 'json' }
 
@@ -23,6 +24,10 @@ commands:
       --data-dir DIR (HOOKMETER_DATA_DIR, /var/lib/hookmeter)  --allow-binary PATH
   bench compare A B        overhead of run B over run A, with a 95% confidence interval
   bench list | show ID     stored runs
+  serve [options]          the node agent: HTTP API, Prometheus metrics, report page
+      --address IP (127.0.0.1)  --port N (9464)  --data-dir DIR  --token-file FILE
+      (or HOOKMETER_TOKEN; without a token the agent is read-only and loopback-only)
+      --stats always|runs (always)  --allow-binary PATH
   node [--delivery]        kernel features; with --delivery, ring and perf buffer delivery
                            latency and wake-up cost  [--execs N] [--json]
   hooks [--once]           every eBPF program on the host: ns/run, runs/s, CPU share, owners,
@@ -59,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'bench':
         return await cmdBench(rest, stop.signal)
+      case 'serve':
+        return await cmdServe(rest, stop.signal)
       case 'node':
         await cmdNode(rest)
         return 0
@@ -76,7 +83,7 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE)
         return 0
       default:
-        throw new UsageError(`unknown command '${command}' (commands: bench, node, hooks, version)`)
+        throw new UsageError(`unknown command '${command}' (commands: bench, serve, node, hooks, version)`)
     }
   } catch (err) {
     if (err instanceof UsageError) {

@@ -6,15 +6,17 @@
  * Exports (kept stable; other suites import them):
  * - `root`, `bunExe`, `isRoot`, `uname`: where and as whom the tests run
  * - `runCli(args, opts)`: `bun agent/main.ts …` in a child, with its exit code and output
- * - `bpftoolProgs()`, `hmProgramNames()`, `waitNoHmPrograms(ms)`: what bpftool lists
- * - `progIdsHeldBy(pid)`: the program ids a process holds fds of (from /proc/<pid>/fdinfo)
+ * - `spawnCli(args, opts)`: the same, handing back the running process to signal it
+ * - `bpftoolProgs()`, `hmProgramNames()`: what bpftool lists
+ * - `waitNoHmPrograms(ms)`, `orphanHmPrograms()`: hm_ programs left behind (held by no process)
+ * - `progIdsHeldBy(pid)`, `heldProgIds()`: program ids held through fds, from /proc/<pid>/fdinfo
  * - `readStatsSysctl()`, `writeStatsSysctl(v)`: kernel.bpf_stats_enabled
  * - `ensureTracefs()`, `releaseTracefs()`: mount tracefs if missing, unmount only if we did
  * - `startExecsnoop()`: Debian's libbpf-tools execsnoop as a real third-party eBPF tool
  * - `execLoop(count)`, `startExecs()`: execs of /usr/bin/true, counted or until stopped
  * - `sleep(ms)`
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 
 /** The repository checkout the tests belong to. */
@@ -32,9 +34,10 @@ export const uname = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()
 
 export const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled'
 export const EXECSNOOP = '/usr/sbin/execsnoop'
-export const BPFTOOL = Bun.which('bpftool') ?? (existsSync('/usr/sbin/bpftool') ? '/usr/sbin/bpftool' : null)
+export const BPFTOOL =
+  Bun.which('bpftool') ?? (existsSync('/usr/sbin/bpftool') ? '/usr/sbin/bpftool' : null)
 
-/** What `setpriv` puts in front of the CLI for `asUser: 'nobody'`: uid/gid 65534, no capabilities. */
+/** What goes in front of the CLI for `asUser: 'nobody'`: uid/gid 65534, no capabilities. */
 export const AS_NOBODY = [
   'setpriv',
   '--reuid=65534',
@@ -62,7 +65,20 @@ export interface CliOptions {
 }
 
 /** Runs `bun agent/main.ts <args>` from the repository root and collects its exit and output. */
-export async function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  return spawnCli(args, opts).result
+}
+
+export interface RunningCli {
+  pid: number
+  /** sends a signal to the CLI process */
+  kill(signal: NodeJS.Signals): void
+  /** resolves when it has exited; a signal death gives 128 + the signal number as code */
+  result: Promise<CliResult>
+}
+
+/** Like `runCli`, but hands back the running process first, for tests that signal it. */
+export function spawnCli(args: string[], opts: CliOptions = {}): RunningCli {
   const cmd = [bunExe, 'agent/main.ts', ...args]
   const proc = Bun.spawn(opts.asUser === 'nobody' ? [...AS_NOBODY, ...cmd] : cmd, {
     cwd: root,
@@ -72,16 +88,15 @@ export async function runCli(args: string[], opts: CliOptions = {}): Promise<Cli
     stderr: 'pipe',
   })
   const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
-  try {
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ])
-    return { code, stdout, stderr }
-  } finally {
+  const result = Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]).then(([stdout, stderr, code]) => {
     clearTimeout(timer)
-  }
+    return { code, stdout, stderr }
+  })
+  return { pid: proc.pid, kill: (signal) => proc.kill(signal), result }
 }
 
 /** True when `bun --version` runs as nobody (the checkout and the binary are readable by all). */
@@ -119,17 +134,59 @@ export function hmProgramNames(): string[] {
 }
 
 /**
- * Polls until no hm_ program is loaded: the kernel frees the programs of an exited process
- * asynchronously, and they can stay listed for a second or two. Returns the names still loaded at
- * the timeout, [] when clean.
+ * Ids of every program some live process holds a program or link fd of, from /proc/<pid>/fdinfo
+ * (only fds that are `anon_inode:bpf-prog` or `anon_inode:bpf_link` are read).
+ */
+export function heldProgIds(): Set<number> {
+  const held = new Set<number>()
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue
+    let fds: string[]
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`)
+    } catch {
+      continue
+    }
+    for (const fd of fds) {
+      try {
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`)
+        if (target !== 'anon_inode:bpf-prog' && target !== 'anon_inode:bpf_link') continue
+        const m = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))
+        if (m) held.add(Number(m[1]))
+      } catch {
+        // the fd or the process went away while we looked
+      }
+    }
+  }
+  return held
+}
+
+/** hm_ programs that no live process holds: left pinned or attached by the kernel, or unloading. */
+export function orphanHmPrograms(): BpftoolProg[] {
+  const hm = bpftoolProgs().filter((p) => p.name?.startsWith('hm_'))
+  if (hm.length === 0) return []
+  const held = heldProgIds()
+  return hm.filter((p) => !held.has(p.id))
+}
+
+/**
+ * Polls until no hm_ program is left behind, and returns the names of those still left at the
+ * timeout ([] when clean). "Left behind" means loaded while no live process holds it: after a
+ * CLI run has exited that is all it can leave (a pin, or an attachment the kernel keeps), and
+ * hm_ programs that another process running now (another test, a benchmark) holds are not ours
+ * to count. The kernel frees an exited process's programs asynchronously, for a second or two,
+ * so a program counts only if it stays left behind from the first poll to the last: one that
+ * goes away, or that only appears later (someone else exiting meanwhile), does not.
  */
 export async function waitNoHmPrograms(timeoutMs = 5000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const left = hmProgramNames()
-    if (left.length === 0 || Date.now() >= deadline) return left
+  let left = new Map(orphanHmPrograms().map((p) => [p.id, p.name]))
+  while (left.size > 0 && Date.now() < deadline) {
     await sleep(100)
+    const now = new Set(orphanHmPrograms().map((p) => p.id))
+    left = new Map([...left].filter(([id]) => now.has(id)))
   }
+  return [...left.values()]
 }
 
 /** Ids of the programs whose fds (program or link fds) a process holds, from its fdinfo. */
@@ -237,7 +294,10 @@ export async function startExecsnoop(timeoutMs = 10_000): Promise<Execsnoop> {
       if (stopped) return
       stopped = true
       proc.kill('SIGINT')
-      const exited = await Promise.race([proc.exited.then(() => true), sleep(3000).then(() => false)])
+      const exited = await Promise.race([
+        proc.exited.then(() => true),
+        sleep(3000).then(() => false),
+      ])
       if (!exited) {
         proc.kill('SIGKILL')
         await proc.exited
@@ -256,7 +316,13 @@ export async function startExecsnoop(timeoutMs = 10_000): Promise<Execsnoop> {
 /** Execs /usr/bin/true `count` times from a child shell loop, and resolves when all are done. */
 export async function execLoop(count: number): Promise<void> {
   const proc = Bun.spawn(
-    ['bash', '-c', 'for ((i = 0; i < $1; i++)); do /usr/bin/true; done', 'exec-loop', String(count)],
+    [
+      'bash',
+      '-c',
+      'for ((i = 0; i < $1; i++)); do /usr/bin/true; done',
+      'exec-loop',
+      String(count),
+    ],
     { stdin: 'ignore', stdout: 'ignore', stderr: 'inherit' }
   )
   const code = await proc.exited

@@ -16,7 +16,7 @@ import { snapshot, sleep } from '../hooks.ts'
 import { takeInventory, type Inventory, type OwnerRef } from '../inventory.ts'
 import type { ExecProbe, ExecRecord } from '../probe.ts'
 import { processCpuNs } from '../procfs.ts'
-import { mean, quantiles } from '../stats.ts'
+import { histogram, mean, quantiles } from '../stats.ts'
 import type { MicroOptions } from './options.ts'
 import type { MicroHook, MicroOwner, MicroReport, Quantiles } from './report.ts'
 import pkg from '../../package.json' with { type: 'json' }
@@ -198,7 +198,9 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
   owners.sort((a, b) => b.cpuNsPerExec - a.cpuNsPerExec)
 
   const records = collected.records
-  const phases = phasesOf(records.ringbuf.length >= records.perf.length ? records.ringbuf : records.perf)
+  const traced = records.ringbuf.length >= records.perf.length ? records.ringbuf : records.perf
+  const phases = phasesOf(traced)
+  const ok = traced.filter((r) => r.enterNs > 0n && r.execNs > 0n)
   for (const mech of ['ringbuf', 'perf'] as const) {
     if (records[mech].length !== n) warnings.push(`probe: ${records[mech].length} of ${n} execs arrived through the ${mech}`)
   }
@@ -239,6 +241,18 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
     owners,
     failures: result.failures,
     warnings,
+    histograms: {
+      latency: histogram(latency),
+      phases: {
+        forkToExecve: histogram(ok.map((r) => Number(r.enterNs - r.forkNs))),
+        execveToExec: histogram(ok.map((r) => Number(r.execNs - r.enterNs))),
+        execToExit: histogram(ok.map((r) => Number(r.exitNs - r.execNs))),
+      },
+      delivery: {
+        ringbuf: delivery?.mechanisms.ringbuf.deliveryHistogram ?? histogram([]),
+        perf: delivery?.mechanisms.perf.deliveryHistogram ?? histogram([]),
+      },
+    },
   }
   return { report, samples: Float64Array.from(latency) }
 }

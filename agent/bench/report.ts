@@ -4,6 +4,7 @@
  */
 import type { StatsMode } from '../../libbpf-bindings/stats.ts'
 import type { DeliveryReport } from '../delivery.ts'
+import type { Histogram } from '../stats.ts'
 
 export type Condition = 'baseline' | 'no-policy' | 'policy'
 export type RunStatus = 'running' | 'done' | 'failed' | 'aborted'
@@ -84,6 +85,12 @@ export interface MicroReport {
   owners: MicroOwner[]
   failures: number
   warnings: string[]
+  /** distributions for plots and Prometheus histograms (seconds) */
+  histograms?: {
+    latency: Histogram
+    phases: { forkToExecve: Histogram; execveToExec: Histogram; execToExit: Histogram }
+    delivery: { ringbuf: Histogram; perf: Histogram }
+  }
 }
 
 /** A stored run: its report plus the raw per-exec latencies (ns), in loop order. */

@@ -1,0 +1,212 @@
+/**
+ * The node agent's state: the exec probe (loaded and verified at start, attached only during
+ * runs), the statistics session, the store, and the one benchmark run that may be going.
+ */
+import { hostname } from 'node:os'
+
+import { StatsSession, type StatsMode } from '../../libbpf-bindings/stats.ts'
+import { AbortedError, runMicro } from '../bench/micro.ts'
+import type { MicroOptions } from '../bench/options.ts'
+import { probeKernel, type KernelReport } from '../features.ts'
+import { measureWindow, type HooksWindow } from '../hooks.ts'
+import { takeInventory, type Inventory } from '../inventory.ts'
+import type { Logger } from '../log.ts'
+import { ExecProbe } from '../probe.ts'
+import { RunStore } from '../store.ts'
+import pkg from '../../package.json' with { type: 'json' }
+
+export type StatsPolicy = 'always' | 'runs'
+
+export interface AgentOptions {
+  dataDir: string
+  stats: StatsPolicy
+  probeObject?: string
+  kernelBtf?: string
+  allowed: string[]
+  log: Logger
+  deliveryExecs?: number
+}
+
+export interface RunProgress {
+  done: number
+  total: number
+}
+
+interface CurrentRun {
+  id: number
+  abort: AbortController
+  progress: RunProgress
+  listeners: Set<(event: RunEvent) => void>
+  finished: Promise<void>
+}
+
+export type RunEvent =
+  | { type: 'progress'; done: number; total: number }
+  | { type: 'end'; status: 'done' | 'failed' | 'aborted' }
+
+export class BusyError extends Error {
+  constructor(readonly runId: number) {
+    super(`run ${runId} is still going; one run at a time`)
+  }
+}
+
+export class Agent {
+  #stats: StatsSession | null = null
+  #current: CurrentRun | null = null
+  #inventory: { at: number; inv: Inventory } | null = null
+  #closed = false
+  readonly startedAt = new Date().toISOString()
+  readonly nodeName = process.env.NODE_NAME || hostname()
+
+  private constructor(
+    readonly opts: AgentOptions,
+    readonly store: RunStore,
+    readonly probe: ExecProbe,
+    readonly kernel: KernelReport
+  ) {}
+
+  /** Probes the kernel, opens the store, loads and verifies the probe, takes an inventory. */
+  static async start(opts: AgentOptions): Promise<Agent> {
+    const store = RunStore.open(opts.dataDir)
+    try {
+      const aborted = store.markInterrupted()
+      if (aborted) opts.log.warn(`${aborted} run(s) from an earlier agent were marked aborted`)
+      const kernel = await probeKernel({ btfPath: opts.kernelBtf })
+      const probe = await ExecProbe.load(opts.probeObject, { btfCustomPath: opts.kernelBtf })
+      const agent = new Agent(opts, store, probe, kernel)
+      if (opts.stats === 'always') agent.#stats = StatsSession.open()
+      agent.inventory()
+      return agent
+    } catch (err) {
+      store.close()
+      throw err
+    }
+  }
+
+  get statsMode(): StatsMode | 'off' {
+    return this.#stats?.mode ?? 'off'
+  }
+
+  get currentRun(): { id: number; progress: RunProgress } | null {
+    return this.#current ? { id: this.#current.id, progress: { ...this.#current.progress } } : null
+  }
+
+  /** The inventory, taken at most once a second however often it is asked for. */
+  inventory(maxAgeMs = 1000): Inventory {
+    const now = Date.now()
+    if (!this.#inventory || now - this.#inventory.at > maxAgeMs) {
+      this.#inventory = { at: now, inv: takeInventory() }
+    }
+    return this.#inventory.inv
+  }
+
+  async hooks(windowMs: number, signal?: AbortSignal): Promise<HooksWindow> {
+    if (this.#stats) return measureWindow(windowMs, this.#stats.mode, signal)
+    using stats = StatsSession.open()
+    return measureWindow(windowMs, stats.mode, signal)
+  }
+
+  /** Starts a run in the background; throws BusyError while another one is going. */
+  startMicro(options: MicroOptions): number {
+    if (this.#closed) throw new Error('agent is stopping')
+    if (this.#current) throw new BusyError(this.#current.id)
+    const id = this.store.createRun({
+      iterations: options.iterations,
+      binary: options.binary,
+      args: options.args,
+      warmup: options.warmup,
+      condition: options.condition,
+      label: options.label,
+    })
+    const abort = new AbortController()
+    const current: CurrentRun = {
+      id,
+      abort,
+      progress: { done: 0, total: options.iterations },
+      listeners: new Set(),
+      finished: Promise.resolve(),
+    }
+    this.#current = current
+    current.finished = this.#run(current, options)
+    return id
+  }
+
+  async #run(current: CurrentRun, options: MicroOptions): Promise<void> {
+    const log = this.opts.log.child({ run: current.id })
+    const emit = (e: RunEvent) => {
+      for (const l of current.listeners) l(e)
+    }
+    let status: 'done' | 'failed' | 'aborted' = 'done'
+    // with --stats runs, statistics are on for the run only
+    const stats = this.#stats ? null : StatsSession.open()
+    try {
+      log.info('run started', { iterations: options.iterations, binary: options.binary })
+      const { report, samples } = await runMicro(options, {
+        probe: this.probe,
+        statsMode: (this.#stats ?? stats)!.mode,
+        runId: current.id,
+        signal: current.abort.signal,
+        deliveryExecs: this.opts.deliveryExecs,
+        onPhase: (_p, detail) => log.info(detail),
+        onProgress: (done, total) => {
+          current.progress = { done, total }
+          emit({ type: 'progress', done, total })
+        },
+      })
+      this.store.finishRun(current.id, report, samples)
+      log.info('run done', { wallNs: report.run.wallNs })
+    } catch (err) {
+      status = err instanceof AbortedError || current.abort.signal.aborted ? 'aborted' : 'failed'
+      const message = status === 'aborted' ? 'agent stopped during the run' : (err as Error).message
+      this.store.failRun(current.id, status, message)
+      log[status === 'aborted' ? 'warn' : 'error'](`run ${status}`, { error: message })
+    } finally {
+      stats?.close()
+      this.#current = null
+      emit({ type: 'end', status })
+    }
+  }
+
+  /** Subscribes to a running run's events; returns null when that run is not going. */
+  subscribe(id: number, listener: (e: RunEvent) => void): (() => void) | null {
+    const current = this.#current
+    if (!current || current.id !== id) return null
+    current.listeners.add(listener)
+    return () => current.listeners.delete(listener)
+  }
+
+  /** Stops a run that is going (marked aborted), detaches everything, closes the store. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    const current = this.#current
+    if (current) {
+      current.abort.abort()
+      await current.finished
+    }
+    this.probe.close()
+    this.#stats?.close()
+    this.store.close()
+  }
+
+  info() {
+    return {
+      node: this.nodeName,
+      version: pkg.version,
+      startedAt: this.startedAt,
+      pid: process.pid,
+      kernel: {
+        release: this.kernel.release,
+        arch: this.kernel.arch,
+        libbpf: this.kernel.libbpf,
+        btf: this.kernel.btf,
+        statsSysctl: this.kernel.statsSysctl,
+      },
+      features: this.kernel.features,
+      statsMode: this.statsMode,
+      statsPolicy: this.opts.stats,
+      probe: { loaded: true, attached: this.probe.attached },
+      currentRun: this.currentRun,
+    }
+  }
+}
