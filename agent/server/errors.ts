@@ -20,7 +20,7 @@ export class ApiError extends Error {
 }
 
 export function zodIssues(error: z.ZodError): ApiIssue[] {
-  return error.issues.flatMap((i) => {
+  return error.issues.flatMap((i): ApiIssue[] => {
     const path = i.path.map((p) => (typeof p === 'symbol' ? String(p) : p))
     // one issue per unknown field, each naming it in its path
     if (i.code === 'unrecognized_keys') {
