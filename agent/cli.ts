@@ -82,28 +82,58 @@ export const COMMON_OPTIONS = {
 type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>
 
 /** node:util parseArgs, strict, with its errors turned into UsageErrors. */
-export function parseOptions<T extends OptionSpec>(args: string[], options: T) {
-  // `--iterations -5` would read as a missing value; join it so the range check can name it
+export function parseOptions<T extends OptionSpec>(
+  args: string[],
+  options: T,
+  opts: { positionals?: number; rawValues?: string[] } = {}
+) {
+  // `--iterations -5` would read as a missing value: join it so the range check can name it;
+  // options in rawValues (argv for the benchmarked binary) take the next word whatever it is
   const all: OptionSpec = { ...COMMON_OPTIONS, ...options }
   const joined: string[] = []
   for (let i = 0; i < args.length; i++) {
     const name = args[i]!.startsWith('--') ? args[i]!.slice(2) : ''
-    if (all[name]?.type === 'string' && /^-\d/.test(args[i + 1] ?? '')) joined.push(`${args[i]}=${args[++i]}`)
+    const next = args[i + 1]
+    const raw = opts.rawValues?.includes(name) && next !== undefined
+    if (all[name]?.type === 'string' && (raw || /^-\d/.test(next ?? ''))) joined.push(`${args[i]}=${args[++i]}`)
     else joined.push(args[i]!)
   }
   try {
-    return parseArgs({
+    const parsed = parseArgs({
       args: joined,
       options: { ...COMMON_OPTIONS, ...options },
       allowPositionals: true,
       strict: true,
     })
+    checkPositionals(parsed, opts.positionals ?? 0)
+    return parsed
   } catch (err) {
-    throw new UsageError((err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''))
+    if (err instanceof UsageError) throw err
+    throw new UsageError(parseArgsMessage((err as Error).message))
+  }
+}
+
+function checkPositionals(parsed: { positionals: string[] }, allowed: number): void {
+  if (parsed.positionals.length > allowed) {
+    throw new UsageError(`unexpected argument '${parsed.positionals[allowed]}'`)
   }
 }
 
 export function requirePrivilege(): void {
   const problem = privilegeProblem()
   if (problem) throw new RuntimeError(problem)
+}
+
+/** node:util's parse errors, reworded to name the option first like every other usage error. */
+function parseArgsMessage(raw: string): string {
+  const msg = raw.replace(/^TypeError \[[A-Z_]+\]: /, '')
+  const unknown = /^Unknown option '([^']+)'/.exec(msg)
+  if (unknown) return `${unknown[1]}: unknown option`
+  const missing = /^Option '([^']+?)(?: <value>)?' argument missing/.exec(msg)
+  if (missing) return `${missing[1]!.split(',').pop()!.trim()}: expected a value`
+  const notValue = /^Option '([^']+?)' does not take an argument/.exec(msg)
+  if (notValue) return `${notValue[1]!.split(',').pop()!.trim()}: takes no value`
+  const positional = /^Unexpected argument '([^']+)'/.exec(msg)
+  if (positional) return `unexpected argument '${positional[1]}'`
+  return msg.charAt(0).toLowerCase() + msg.slice(1)
 }

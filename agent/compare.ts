@@ -323,7 +323,8 @@ export interface CompareOptions {
  * agent pid, so this goes by name, and it also leaves out any other Bun process on the host.
  */
 export function isHookmeterOwner(o: { comm: string; exe: string }): boolean {
-  return o.comm === 'hookmeter' || o.exe.endsWith('/hookmeter') || o.exe.endsWith('/bun')
+  const exe = o.exe.slice(o.exe.lastIndexOf('/') + 1)
+  return o.comm === 'hookmeter' || exe === 'hookmeter' || exe === 'bun' || exe === 'bun.exe'
 }
 
 function hookKey(h: MicroHook): HookKey {

@@ -32,6 +32,10 @@ export interface DeliveryReport {
   mechanisms: Record<Mechanism, DeliveryFigures>
 }
 
+export class DeliveryAbortedError extends Error {
+  override readonly name = 'DeliveryAbortedError'
+}
+
 interface Pass {
   exitNsPerRun: number
   records: number
@@ -45,14 +49,15 @@ async function pass(
   policy: WakeupPolicy,
   execs: number,
   batchSize: number,
-  binary: string
+  binary: string,
+  signal?: AbortSignal
 ): Promise<Pass> {
   const exitFd = probe.object.program('hm_sched_process_exit').fd
   await probe.attach({ policy, mechanisms, batchSize })
   let collected
   const before = programInfoByFd(exitFd)
   try {
-    using loop = createExecLoop({ binary, args: [], iterations: execs, warmup: 0 })
+    using loop = createExecLoop({ binary, args: [], iterations: execs, warmup: 0, signal })
     const tid = await loop.spawnerTid
     probe.addSpawner(tid)
     await loop.start()
@@ -78,20 +83,26 @@ export async function calibrateDelivery(opts: {
   batchSize?: number
   binary?: string
   onStep?: (step: string) => void
+  signal?: AbortSignal
 }): Promise<DeliveryReport> {
   const execs = opts.execs ?? 500
   const batchSize = opts.batchSize ?? 256
   const binary = opts.binary ?? '/usr/bin/true'
   using stats = StatsSession.open()
 
+  const check = () => {
+    if (opts.signal?.aborted) throw new DeliveryAbortedError('delivery calibration aborted')
+  }
   opts.onStep?.('no output')
-  const none = await pass(opts.probe, [], 'batched', execs, batchSize, binary)
+  const none = await pass(opts.probe, [], 'batched', execs, batchSize, binary, opts.signal)
   const mechanisms = {} as Record<Mechanism, DeliveryFigures>
   for (const mech of ['ringbuf', 'perf'] as const) {
+    check()
     opts.onStep?.(`${mech}, reader woken on every record`)
-    const woken = await pass(opts.probe, [mech], 'per-record', execs, batchSize, binary)
+    const woken = await pass(opts.probe, [mech], 'per-record', execs, batchSize, binary, opts.signal)
+    check()
     opts.onStep?.(`${mech}, batched wake-ups`)
-    const batched = await pass(opts.probe, [mech], 'batched', execs, batchSize, binary)
+    const batched = await pass(opts.probe, [mech], 'batched', execs, batchSize, binary, opts.signal)
     const q = quantiles(woken.deliveries, [0.5, 0.99])
     mechanisms[mech] = {
       deliveryNs: {
@@ -112,5 +123,6 @@ export async function calibrateDelivery(opts: {
       lost: { perRecord: woken.lost, batched: batched.lost },
     }
   }
+  check()
   return { execs, binary, statsMode: stats.mode, exitProgNoOutputNs: none.exitNsPerRun, mechanisms }
 }

@@ -146,8 +146,8 @@ function fmtNs(ns: number | null): string {
 }
 
 /** The live view's table, sized to the terminal width. */
-export function renderTable(w: HooksWindow, width = process.stdout.columns || 120): string {
-  const head = `${lpad('ID', 6)} ${pad('NAME', 24)} ${pad('TYPE', 14)} ${lpad('RUNS/S', 9)} ${lpad('NS/RUN', 9)} ${lpad('CPU%', 7)} ${lpad('NODE%', 7)}  ${pad('OWNER', 22)} HOOK`
+export function renderTable(w: HooksWindow, width = process.stdout.isTTY ? process.stdout.columns : 0): string {
+  const head = `${lpad('ID', 6)} ${pad('NAME', 40)} ${pad('TYPE', 14)} ${lpad('RUNS/S', 9)} ${lpad('NS/RUN', 9)} ${lpad('CPU%', 7)} ${lpad('NODE%', 7)}  ${pad('OWNER', 22)} HOOK`
   const lines = [
     `hookmeter hooks: ${w.hooks.length} programs, window ${(w.windowNs / 1e9).toFixed(2)}s, statistics ${w.statsMode}, ${w.cpus} CPUs (CPU% of one CPU, NODE% of all)`,
     '',
@@ -158,8 +158,9 @@ export function renderTable(w: HooksWindow, width = process.stdout.columns || 12
       ? h.owners.map((o) => `${o.comm}[${o.pid}]`).join(',')
       : '(no owner)'
     lines.push(
-      `${lpad(String(h.progId), 6)} ${pad(h.fullName, 24)} ${pad(h.type, 14)} ${lpad(h.runsPerSecond.toFixed(0), 9)} ${lpad(fmtNs(h.nsPerRun), 9)} ${lpad((h.cpuShare * 100).toFixed(3), 7)} ${lpad((h.nodeShare * 100).toFixed(3), 7)}  ${pad(owner, 22)} ${h.hook}`
+      `${lpad(String(h.progId), 6)} ${pad(h.fullName, 40)} ${pad(h.type, 14)} ${lpad(h.runsPerSecond.toFixed(0), 9)} ${lpad(fmtNs(h.nsPerRun), 9)} ${lpad((h.cpuShare * 100).toFixed(3), 7)} ${lpad((h.nodeShare * 100).toFixed(3), 7)}  ${pad(owner, 22)} ${h.hook}`
     )
   }
-  return lines.map((l) => (l.length > width ? l.slice(0, width) : l)).join('\n')
+  // cut to the terminal's width; piped output keeps whole lines
+  return lines.map((l) => (width && l.length > width ? l.slice(0, width) : l)).join('\n')
 }

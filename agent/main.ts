@@ -67,8 +67,7 @@ async function main(argv: string[]): Promise<number> {
       case 'serve':
         return await cmdServe(rest, stop.signal)
       case 'node':
-        await cmdNode(rest)
-        return 0
+        return await cmdNode(rest, stop.signal)
       case 'hooks':
         await cmdHooks(rest, stop.signal)
         return 0

@@ -96,7 +96,8 @@ function bootToWall(): bigint {
 /** Opens a program by id; null if it is gone. The caller closes the fd. */
 export function progFdById(id: number): number | null {
   const fd = bpf.bpf_prog_get_fd_by_id(id)
-  if (fd === -2) return null
+  // ENOENT: gone; EAGAIN: being torn down right now
+  if (fd === -2 || fd === -11) return null
   if (fd < 0) throw new LibbpfError('bpf_prog_get_fd_by_id', -fd, [], `program id ${id}`)
   return fd
 }
@@ -222,7 +223,7 @@ export function listMaps(): MapInfo[] {
   const buf = new Uint8Array(MAP_INFO_SIZE)
   for (const id of mapIds()) {
     const fd = bpf.bpf_map_get_fd_by_id(id)
-    if (fd === -2) continue
+    if (fd === -2 || fd === -11) continue
     if (fd < 0) throw new LibbpfError('bpf_map_get_fd_by_id', -fd, [], `map id ${id}`)
     try {
       buf.fill(0)
@@ -239,7 +240,8 @@ export function listLinks(): LinkInfo[] {
   const out: LinkInfo[] = []
   for (const id of linkIds()) {
     const fd = bpf.bpf_link_get_fd_by_id(id)
-    if (fd === -2) continue
+    // ENOENT: gone; EAGAIN: being torn down right now
+    if (fd === -2 || fd === -11) continue
     if (fd < 0) throw new LibbpfError('bpf_link_get_fd_by_id', -fd, [], `link id ${id}`)
     try {
       out.push(linkInfoByFd(fd))

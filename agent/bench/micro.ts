@@ -10,7 +10,7 @@ import { hostname, release } from 'node:os'
 
 import type { Mechanism } from '../../libbpf-bindings/reader.ts'
 import type { StatsMode } from '../../libbpf-bindings/stats.ts'
-import { calibrateDelivery, type DeliveryReport } from '../delivery.ts'
+import { calibrateDelivery, DeliveryAbortedError, type DeliveryReport } from '../delivery.ts'
 import { createExecLoop, type ExecLoopResult } from '../exec-loop.ts'
 import { snapshot, sleep } from '../hooks.ts'
 import { takeInventory, type Inventory, type OwnerRef } from '../inventory.ts'
@@ -73,21 +73,26 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
   let delivery: DeliveryReport | null = null
   if (deliveryExecs > 0) {
     phase('delivery', `delivery calibration (${deliveryExecs} execs × 5 passes)`)
-    delivery = await calibrateDelivery({ probe: ctx.probe, execs: deliveryExecs })
+    try {
+      delivery = await calibrateDelivery({ probe: ctx.probe, execs: deliveryExecs, signal: ctx.signal })
+    } catch (err) {
+      if (err instanceof DeliveryAbortedError) throw new AbortedError('run aborted')
+      throw err
+    }
   }
   checkAbort(ctx.signal)
 
-  // warm-up, untraced; its median sizes the idle window
-  const warm = Math.max(opts.warmup, 20)
+  // warm-up, untraced; its median sizes the idle window (1 ms an exec without one)
   phase('warmup', `warm-up: ${opts.warmup} execs`)
-  let warmResult: ExecLoopResult
-  {
-    using loop = createExecLoop({ binary: opts.binary, args: opts.args, iterations: warm, warmup: 0, signal: ctx.signal })
-    warmResult = await loop.start()
+  let perExecNs = 1e6
+  if (opts.warmup > 0) {
+    using loop = createExecLoop({ binary: opts.binary, args: opts.args, iterations: opts.warmup, warmup: 0, signal: ctx.signal })
+    const warm = await loop.start()
+    if (warm.failures > 0) warnings.push(`warm-up: ${warm.failures} execs failed (${warm.firstFailure})`)
+    if (warm.latencyNs.length) perExecNs = quantiles(warm.latencyNs, [0.5])[0]!
   }
   checkAbort(ctx.signal)
-  if (warmResult.failures > 0) warnings.push(`warm-up: ${warmResult.failures} execs failed (${warmResult.firstFailure})`)
-  const expectedMs = (quantiles(warmResult.latencyNs, [0.5])[0]! * opts.iterations) / 1e6
+  const expectedMs = (perExecNs * opts.iterations) / 1e6
   const idleMs = Math.min(Math.max(expectedMs, 200), ctx.maxIdleMs ?? 30_000)
 
   await ctx.probe.attach({ policy: 'batched', mechanisms: ['ringbuf', 'perf'] })

@@ -72,7 +72,7 @@ async function cmdMicro(args: string[], stop: AbortSignal): Promise<number> {
     'allow-binary': { type: 'string', multiple: true },
     force: { type: 'boolean' },
     'delivery-execs': { type: 'string' },
-  })
+  }, { rawValues: ['args'] })
   const opts = microOptionsFromFlags(values)
   const deliveryExecs =
     values['delivery-execs'] === undefined
@@ -130,11 +130,11 @@ function runOrThrow(store: RunStore, arg: string | undefined, what: string) {
 }
 
 function cmdCompare(args: string[]): number {
-  const { values, positionals } = parseOptions(args, {
-    json: { type: 'boolean' },
-    'data-dir': { type: 'string' },
-  })
-  if (positionals.length > 2) throw new UsageError(`bench compare takes two run ids, got ${positionals.length}`)
+  const { values, positionals } = parseOptions(
+    args,
+    { json: { type: 'boolean' }, 'data-dir': { type: 'string' } },
+    { positionals: 2 }
+  )
   const store = openStore(dataDir(values))
   const a = runOrThrow(store, positionals[0], 'A')
   const b = runOrThrow(store, positionals[1], 'B')
@@ -169,10 +169,11 @@ function cmdList(args: string[]): number {
 }
 
 function cmdShow(args: string[]): number {
-  const { values, positionals } = parseOptions(args, {
-    json: { type: 'boolean' },
-    'data-dir': { type: 'string' },
-  })
+  const { values, positionals } = parseOptions(
+    args,
+    { json: { type: 'boolean' }, 'data-dir': { type: 'string' } },
+    { positionals: 1 }
+  )
   const store = openStore(dataDir(values))
   const run = runOrThrow(store, positionals[0], 'id')
   process.stdout.write(values.json ? `${JSON.stringify(run.report)}\n` : `${formatMicro(run.report!)}\n`)

@@ -33,9 +33,14 @@ export async function cmdHooks(args: string[], stop: AbortSignal): Promise<void>
   while (!stop.aborted) {
     await sleep(intervalMs, stop)
     if (stop.aborted) break
-    const cur = snapshot()
-    const w = diffWindow(prev, cur, takeInventory(), stats.mode)
-    prev = cur
-    process.stdout.write(`\x1b[2J\x1b[H${renderTable(w)}\n\n(ctrl-c to quit)`)
+    try {
+      const cur = snapshot()
+      const w = diffWindow(prev, cur, takeInventory(), stats.mode)
+      prev = cur
+      process.stdout.write(`\x1b[2J\x1b[H${renderTable(w)}\n\n(ctrl-c to quit)`)
+    } catch (err) {
+      // a program or process that vanished mid-read: the next refresh sees a settled host
+      process.stdout.write(`\x1b[2J\x1b[Hhookmeter hooks: refresh failed (${(err as Error).message}); retrying`)
+    }
   }
 }

@@ -1,5 +1,5 @@
 import { parseInteger, parseOptions, requirePrivilege } from '../cli.ts'
-import { calibrateDelivery, type DeliveryReport } from '../delivery.ts'
+import { calibrateDelivery, DeliveryAbortedError, type DeliveryReport } from '../delivery.ts'
 import { probeKernel, type KernelReport } from '../features.ts'
 import { commonOptions, loadProbe, log } from './common.ts'
 import pkg from '../../package.json' with { type: 'json' }
@@ -31,7 +31,7 @@ export function formatDelivery(d: DeliveryReport): string {
   return lines.join('\n')
 }
 
-export async function cmdNode(args: string[]): Promise<void> {
+export async function cmdNode(args: string[], stop: AbortSignal): Promise<number> {
   const { values } = parseOptions(args, {
     delivery: { type: 'boolean' },
     execs: { type: 'string' },
@@ -45,19 +45,27 @@ export async function cmdNode(args: string[]): Promise<void> {
   const probe = await loadProbe(opts)
   let delivery: DeliveryReport | undefined
   if (values.delivery) {
-    delivery = await calibrateDelivery({
-      probe,
-      execs,
-      onStep: (step) => log.info(`delivery calibration: ${step}`),
-    })
+    try {
+      delivery = await calibrateDelivery({
+        probe,
+        execs,
+        signal: stop,
+        onStep: (step) => log.info(`delivery calibration: ${step}`),
+      })
+    } catch (err) {
+      if (!(err instanceof DeliveryAbortedError)) throw err
+      log.warn('delivery calibration interrupted; nothing is left attached')
+      return 130
+    }
   }
 
   if (values.json) {
     const out = { version: pkg.version, kernel, probe: 'loaded and verified', delivery }
     process.stdout.write(`${JSON.stringify(out)}\n`)
-    return
+    return 0
   }
   printKernel(kernel)
   process.stdout.write('  exec probe      yes      loaded and verified\n')
   if (delivery) process.stdout.write(`\n${formatDelivery(delivery)}\n`)
+  return 0
 }
