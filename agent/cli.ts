@@ -137,3 +137,15 @@ function parseArgsMessage(raw: string): string {
   if (positional) return `unexpected argument '${positional[1]}'`
   return msg.charAt(0).toLowerCase() + msg.slice(1)
 }
+
+let stopSignal: NodeJS.Signals | null = null
+
+/** Records which signal asked the command to stop, for its exit code. */
+export function noteSignal(sig: NodeJS.Signals): void {
+  stopSignal ??= sig
+}
+
+/** The conventional exit code of a command interrupted by a signal: 128 + its number. */
+export function interruptedExitCode(): number {
+  return stopSignal === 'SIGTERM' ? 143 : 130
+}

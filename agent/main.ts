@@ -5,7 +5,7 @@
  */
 import { setLibbpfSink } from '../libbpf-bindings/libbpf.ts'
 import { releaseTracefs } from '../libbpf-bindings/tracefs.ts'
-import { RuntimeError, runCleanups, UsageError } from './cli.ts'
+import { noteSignal, RuntimeError, runCleanups, UsageError } from './cli.ts'
 import { cmdBench } from './commands/bench.ts'
 import { log } from './commands/common.ts'
 import { cmdHooks } from './commands/hooks.ts'
@@ -38,7 +38,8 @@ common options:
   --probe-object PATH   exec probe object to load instead of the built-in one (development)
   --kernel-btf PATH     kernel BTF to relocate against (default ${KERNEL_BTF})
 
-exit codes: 0 done, 1 failed, 2 invalid command line, 130 interrupted
+exit codes: 0 done, 1 failed, 2 invalid command line, 130/143 interrupted by SIGINT/SIGTERM
+(serve exits 0 when asked to stop)
 `
 
 setLibbpfSink((level, message) => {
@@ -53,6 +54,7 @@ function onSignal(sig: NodeJS.Signals): void {
     return
   }
   log.info(`${sig}: stopping`)
+  noteSignal(sig)
   stop.abort()
 }
 process.on('SIGINT', onSignal)

@@ -3,7 +3,15 @@ import { allowedBinaries } from '../allowlist.ts'
 import { AbortedError, runMicro } from '../bench/micro.ts'
 import { formatMicro } from '../bench/format.ts'
 import { CONDITIONS, microOptionsWithAllowlist, type MicroOptions } from '../bench/options.ts'
-import { onCleanup, parseInteger, parseOptions, requirePrivilege, RuntimeError, UsageError } from '../cli.ts'
+import {
+  interruptedExitCode,
+  onCleanup,
+  parseInteger,
+  parseOptions,
+  requirePrivilege,
+  RuntimeError,
+  UsageError,
+} from '../cli.ts'
 import { compareRuns, formatCompare } from '../compare.ts'
 import { RunStore, StoreError } from '../store.ts'
 import { commonOptions, loadProbe, log, progressReporter } from './common.ts'
@@ -113,7 +121,7 @@ async function cmdMicro(args: string[], stop: AbortSignal): Promise<number> {
     if (err instanceof AbortedError || stop.aborted) {
       store.failRun(id, 'aborted', 'interrupted by a signal')
       log.warn(`run ${id} aborted; nothing is left attached`)
-      return 130
+      return interruptedExitCode()
     }
     store.failRun(id, 'failed', (err as Error).message)
     throw err

@@ -1,4 +1,4 @@
-import { parseInteger, parseOptions, requirePrivilege } from '../cli.ts'
+import { interruptedExitCode, parseInteger, parseOptions, requirePrivilege } from '../cli.ts'
 import { calibrateDelivery, DeliveryAbortedError, type DeliveryReport } from '../delivery.ts'
 import { probeKernel, type KernelReport } from '../features.ts'
 import { commonOptions, loadProbe, log } from './common.ts'
@@ -55,7 +55,7 @@ export async function cmdNode(args: string[], stop: AbortSignal): Promise<number
     } catch (err) {
       if (!(err instanceof DeliveryAbortedError)) throw err
       log.warn('delivery calibration interrupted; nothing is left attached')
-      return 130
+      return interruptedExitCode()
     }
   }
 

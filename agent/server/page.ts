@@ -98,6 +98,7 @@ function duration(ns) {
   if (a < 1e9) return sig(ns / 1e6) + ' ms'
   return sig(ns / 1e9) + ' s'
 }
+const share = (x) => (x > 0 && x < 1e-4 ? '< 0.01 %' : sig(x * 100) + ' %')
 const percent = (x) => (x >= 0 ? '+' : '') + x.toFixed(1) + ' %'
 const owners = (list) =>
   list.length ? list.map((o) => o.comm + '[' + o.pid + ']').join(', ') : 'no owner'
@@ -190,7 +191,7 @@ async function refreshHooks() {
     for (const h of w.hooks) {
       const row = cells(body.insertRow(), [[h.fullName || h.name], [h.type], [h.hook],
         [owners(h.owners)], [h.nsPerRun === null ? '—' : sig(h.nsPerRun), 'num'],
-        [sig(h.runsPerSecond), 'num'], [sig(h.cpuShare * 100) + ' %', 'num']])
+        [sig(h.runsPerSecond), 'num'], [share(h.cpuShare), 'num']])
       row.cells[0].title = 'program ' + h.progId
       if (h.name.startsWith('hm_')) {
         row.cells[0].insertAdjacentHTML('beforeend', '<span class=own>hookmeter</span>')
