@@ -38,6 +38,21 @@ export type Snapshot = Map<string, ProgramCounters>
 
 const key = (id: number, loadTimeNs: bigint) => `${id}:${loadTimeNs}`
 
+/** A program's identity and its raw counter deltas over a window, as every report shows them. */
+export function programDelta(p: ProgramEntry, runs: number, runTimeNs: number) {
+  return {
+    progId: p.progId,
+    name: p.name,
+    fullName: p.fullName,
+    type: p.type,
+    hook: p.hook,
+    owners: p.owners.map((o) => ({ pid: o.pid, comm: o.comm, exe: o.exe })),
+    runs,
+    runTimeNs,
+    nsPerRun: runs > 0 ? runTimeNs / runs : null,
+  }
+}
+
 export function snapshot(): { at: bigint; counters: Snapshot } {
   const at = process.hrtime.bigint()
   const counters = new Map(programCounters().map((c) => [key(c.id, c.loadTimeNs), c]))
@@ -90,15 +105,7 @@ function row(
 ): HookRow {
   const cpuShare = windowNs > 0 ? runTimeNs / windowNs : 0
   return {
-    progId: p.progId,
-    name: p.name,
-    fullName: p.fullName,
-    type: p.type,
-    hook: p.hook,
-    owners: p.owners.map((o) => ({ pid: o.pid, comm: o.comm, exe: o.exe })),
-    runs,
-    runTimeNs,
-    nsPerRun: runs > 0 ? runTimeNs / runs : null,
+    ...programDelta(p, runs, runTimeNs),
     runsPerSecond: windowNs > 0 ? runs / (windowNs / 1e9) : 0,
     cpuShare,
     nodeShare: cpuShare / ncpu,

@@ -12,7 +12,7 @@ import type { Mechanism } from '../../libbpf-bindings/reader.ts'
 import type { StatsMode } from '../../libbpf-bindings/stats.ts'
 import { calibrateDelivery, DeliveryAbortedError, type DeliveryReport } from '../delivery.ts'
 import { createExecLoop, type ExecLoopResult } from '../exec-loop.ts'
-import { snapshot, sleep } from '../hooks.ts'
+import { programDelta, snapshot, sleep } from '../hooks.ts'
 import { takeInventory, type Inventory, type OwnerRef } from '../inventory.ts'
 import type { ExecProbe, ExecRecord } from '../probe.ts'
 import { processCpuNs } from '../procfs.ts'
@@ -165,15 +165,7 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
     const bgNs = is && ie ? Number(ie.runTimeNs - is.runTimeNs) * scale : 0
     const nsPerExec = (runTimeNs - bgNs) / n
     hooks.push({
-      progId: p.progId,
-      name: p.name,
-      fullName: p.fullName,
-      type: p.type,
-      hook: p.hook,
-      owners: p.owners.map((o) => ({ pid: o.pid, comm: o.comm, exe: o.exe })),
-      runs,
-      runTimeNs,
-      nsPerRun: runs > 0 ? runTimeNs / runs : null,
+      ...programDelta(p, runs, runTimeNs),
       runsPerExec: (runs - bgRuns) / n,
       nsPerExec,
       shareOfExec: meanLatency > 0 ? nsPerExec / meanLatency : 0,
