@@ -100,7 +100,8 @@ export function createApp(opts: AppOptions): Hono {
       throw new ApiError(401, 'this agent has no token configured and is read-only; start it with --token-file or HOOKMETER_TOKEN')
     }
     const header = c.req.header('authorization') ?? ''
-    const m = /^Bearer (.+)$/.exec(header)
+    // the scheme is case-insensitive (RFC 9110, 11.1)
+    const m = /^bearer +(\S.*)$/i.exec(header)
     if (!m || !timingSafeEqual(digest(m[1]!), tokenDigest)) {
       c.header('www-authenticate', 'Bearer realm="hookmeter"')
       throw new ApiError(401, m ? 'wrong bearer token' : 'missing bearer token (Authorization: Bearer <token>)')
@@ -134,7 +135,7 @@ export function createApp(opts: AppOptions): Hono {
 
   app.post('/v1/bench/micro', requireToken, async (c) => {
     const body = await readJson(c)
-    const options = parseWith(microOptionsWithAllowlist(agent.opts.allowed), body ?? {}, 'benchmark options', 422)
+    const options = parseWith(microOptionsWithAllowlist(agent.opts.allowed), body, 'benchmark options', 422)
     try {
       const id = agent.startMicro(options)
       return json(c, { id, status: 'running' }, 202)

@@ -35,6 +35,16 @@ class Exposition {
 
 let lastRun: { id: number; report: MicroReport } | null = null
 
+// the last hook each program was seen attached to: a program detached for a while (hookmeter's
+// own probe between runs) keeps its series instead of moving to hook="unknown" and back
+const knownHooks = new Map<string, string>()
+
+function stableHook(progId: number, loadTimeNs: bigint, hook: string): string {
+  const key = `${progId}:${loadTimeNs}`
+  if (hook !== 'unknown') knownHooks.set(key, hook)
+  return knownHooks.get(key) ?? hook
+}
+
 function latestRun(agent: Agent): MicroReport | null {
   const newest = agent.store.listRuns({ limit: 20 }).find((r) => r.status === 'done')
   if (!newest) return null
@@ -56,13 +66,15 @@ export function renderMetrics(agent: Agent): string {
   for (const p of inv.programs) {
     const c = counters.get(p.progId)
     if (!c || c.loadTimeNs !== p.loadTimeNs) continue
-    out.sample('hookmeter_program_run_time_seconds_total', { prog_id: p.progId, name: p.name, type: p.type, hook: p.hook }, Number(c.runTimeNs) / 1e9)
+    const hook = stableHook(p.progId, p.loadTimeNs, p.hook)
+    out.sample('hookmeter_program_run_time_seconds_total', { prog_id: p.progId, name: p.name, type: p.type, hook }, Number(c.runTimeNs) / 1e9)
   }
   out.family('hookmeter_program_runs_total', 'counter', 'Runs of the eBPF program since it was loaded, counted while BPF statistics are on.')
   for (const p of inv.programs) {
     const c = counters.get(p.progId)
     if (!c || c.loadTimeNs !== p.loadTimeNs) continue
-    out.sample('hookmeter_program_runs_total', { prog_id: p.progId, name: p.name, type: p.type, hook: p.hook }, Number(c.runCnt))
+    const hook = stableHook(p.progId, p.loadTimeNs, p.hook)
+    out.sample('hookmeter_program_runs_total', { prog_id: p.progId, name: p.name, type: p.type, hook }, Number(c.runCnt))
   }
   out.family('hookmeter_program_info', 'gauge', 'One series per eBPF program: its BTF full name and tag.')
   for (const p of inv.programs) out.sample('hookmeter_program_info', { prog_id: p.progId, full_name: p.fullName, tag: p.tag }, 1)
