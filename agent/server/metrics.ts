@@ -76,6 +76,9 @@ export function renderMetrics(agent: Agent): string {
     const hook = stableHook(p.progId, p.loadTimeNs, p.hook)
     out.sample('hookmeter_program_runs_total', { prog_id: p.progId, name: p.name, type: p.type, hook }, Number(c.runCnt))
   }
+  const alive = new Set(inv.programs.map((p) => `${p.progId}:${p.loadTimeNs}`))
+  for (const key of knownHooks.keys()) if (!alive.has(key)) knownHooks.delete(key)
+
   out.family('hookmeter_program_info', 'gauge', 'One series per eBPF program: its BTF full name and tag.')
   for (const p of inv.programs) out.sample('hookmeter_program_info', { prog_id: p.progId, full_name: p.fullName, tag: p.tag }, 1)
   out.family('hookmeter_program_owner_info', 'gauge', 'One series per process holding an eBPF program; join on prog_id.')
