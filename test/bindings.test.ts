@@ -9,7 +9,12 @@ import { ClosedError, LibbpfError, VerifierError } from '../libbpf-bindings/erro
 import { listLinks, listMaps, listPrograms, programInfoByFd } from '../libbpf-bindings/enumerate.ts'
 import { u32Key } from '../libbpf-bindings/map.ts'
 import { BpfObject } from '../libbpf-bindings/object.ts'
-import { readStatsSysctl, recoverStatsSysctl, StatsSession, STATS_SYSCTL } from '../libbpf-bindings/stats.ts'
+import {
+  readStatsSysctl,
+  recoverStatsSysctl,
+  StatsSession,
+  STATS_SYSCTL,
+} from '../libbpf-bindings/stats.ts'
 import { ensureTracefs } from '../libbpf-bindings/tracefs.ts'
 
 const root = join(import.meta.dir, '..')
@@ -42,7 +47,9 @@ function openFeatures(only: string): BpfObject {
 async function waitGone(prefix: string, timeoutMs = 5000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const left = listPrograms().filter((p) => p.name.startsWith(prefix)).map((p) => p.name)
+    const left = listPrograms()
+      .filter((p) => p.name.startsWith(prefix))
+      .map((p) => p.name)
     if (!left.length || Date.now() > deadline) return left
     await Bun.sleep(50)
   }
@@ -57,7 +64,12 @@ describe('opening objects', () => {
       ['hm_sched_process_exec', 'tp_btf/sched_process_exec'],
       ['hm_sched_process_exit', 'tp_btf/sched_process_exit'],
     ])
-    expect(obj.maps().map((m) => m.name).sort()).toEqual(
+    expect(
+      obj
+        .maps()
+        .map((m) => m.name)
+        .sort()
+    ).toEqual(
       ['hm_children', 'hm_perf', 'hm_probe.bss', 'hm_probe.data', 'hm_rb', 'hm_spawners'].sort()
     )
     expect(obj.map('hm_rb').maxEntries).toBe(4 * 1024 * 1024)
@@ -98,7 +110,9 @@ describe.skipIf(!isRoot)('loading and attaching', () => {
     {
       using obj = openFeatures('hm_feat_raw_tp')
       obj.load()
-      const names = listPrograms().map((p) => p.name).filter((n) => n.startsWith('hm_feat'))
+      const names = listPrograms()
+        .map((p) => p.name)
+        .filter((n) => n.startsWith('hm_feat'))
       expect(names).toEqual(['hm_feat_raw_tp'])
     }
     expect(await waitGone('hm_feat')).toEqual([])
@@ -151,7 +165,17 @@ describe.skipIf(!isRoot)('loading and attaching', () => {
 
   test.skipIf(!clang)('a program the verifier refuses gives its log', () => {
     const obj = join(tmp, 'hm_bad.bpf.o')
-    const cc = Bun.spawnSync([clang!, '-g', '-O2', '-target', 'bpf', '-c', join(import.meta.dir, 'fixtures/bpf/hm_bad.bpf.c'), '-o', obj])
+    const cc = Bun.spawnSync([
+      clang!,
+      '-g',
+      '-O2',
+      '-target',
+      'bpf',
+      '-c',
+      join(import.meta.dir, 'fixtures/bpf/hm_bad.bpf.c'),
+      '-o',
+      obj,
+    ])
     expect(cc.exitCode).toBe(0)
     using bad = BpfObject.open(obj)
     let err: unknown
@@ -188,7 +212,10 @@ describe.skipIf(!isRoot)('maps and global data', () => {
     m.update(u32Key(7), new Uint8Array([1]))
     m.update(u32Key(9), new Uint8Array([2]))
     expect([...m.lookup(u32Key(9))!]).toEqual([2])
-    const keys = m.keys().map((k) => new DataView(k.buffer).getUint32(0, true)).sort()
+    const keys = m
+      .keys()
+      .map((k) => new DataView(k.buffer).getUint32(0, true))
+      .sort()
     expect(keys).toEqual([7, 9])
     expect(m.entries().length).toBe(2)
     expect(m.delete(u32Key(7))).toBe(true)

@@ -20,17 +20,44 @@ const gcc = Bun.which('gcc')
 
 const fields: Array<[string, string, number]> = [
   ...Object.entries({
-    type: 'type', id: 'id', tag: 'tag', jitedProgLen: 'jited_prog_len', xlatedProgLen: 'xlated_prog_len',
-    loadTime: 'load_time', createdByUid: 'created_by_uid', nrMapIds: 'nr_map_ids', mapIds: 'map_ids',
-    name: 'name', btfId: 'btf_id', funcInfoRecSize: 'func_info_rec_size', funcInfo: 'func_info',
-    nrFuncInfo: 'nr_func_info', runTimeNs: 'run_time_ns', runCnt: 'run_cnt',
-    recursionMisses: 'recursion_misses', verifiedInsns: 'verified_insns',
-    attachBtfObjId: 'attach_btf_obj_id', attachBtfId: 'attach_btf_id',
-  }).map(([ts, c]) => [`bpf_prog_info`, c, PROG_INFO[ts as keyof typeof PROG_INFO]] as [string, string, number]),
+    type: 'type',
+    id: 'id',
+    tag: 'tag',
+    jitedProgLen: 'jited_prog_len',
+    xlatedProgLen: 'xlated_prog_len',
+    loadTime: 'load_time',
+    createdByUid: 'created_by_uid',
+    nrMapIds: 'nr_map_ids',
+    mapIds: 'map_ids',
+    name: 'name',
+    btfId: 'btf_id',
+    funcInfoRecSize: 'func_info_rec_size',
+    funcInfo: 'func_info',
+    nrFuncInfo: 'nr_func_info',
+    runTimeNs: 'run_time_ns',
+    runCnt: 'run_cnt',
+    recursionMisses: 'recursion_misses',
+    verifiedInsns: 'verified_insns',
+    attachBtfObjId: 'attach_btf_obj_id',
+    attachBtfId: 'attach_btf_id',
+  }).map(
+    ([ts, c]) =>
+      [`bpf_prog_info`, c, PROG_INFO[ts as keyof typeof PROG_INFO]] as [string, string, number]
+  ),
   ...Object.entries({
-    type: 'type', id: 'id', keySize: 'key_size', valueSize: 'value_size', maxEntries: 'max_entries',
-    mapFlags: 'map_flags', name: 'name', btfId: 'btf_id', mapExtra: 'map_extra',
-  }).map(([ts, c]) => [`bpf_map_info`, c, MAP_INFO[ts as keyof typeof MAP_INFO]] as [string, string, number]),
+    type: 'type',
+    id: 'id',
+    keySize: 'key_size',
+    valueSize: 'value_size',
+    maxEntries: 'max_entries',
+    mapFlags: 'map_flags',
+    name: 'name',
+    btfId: 'btf_id',
+    mapExtra: 'map_extra',
+  }).map(
+    ([ts, c]) =>
+      [`bpf_map_info`, c, MAP_INFO[ts as keyof typeof MAP_INFO]] as [string, string, number]
+  ),
   ['bpf_link_info', 'type', LINK_INFO.type],
   ['bpf_link_info', 'id', LINK_INFO.id],
   ['bpf_link_info', 'prog_id', LINK_INFO.progId],
@@ -56,7 +83,9 @@ describe.skipIf(!gcc)('uapi layouts', () => {
   test('every decoded offset matches linux/bpf.h and linux/perf_event.h', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hm-layout-'))
     try {
-      const lines = fields.map(([s, f]) => `printf("%s.%s %zu\\n", "${s}", "${f}", offsetof(struct ${s}, ${f}));`)
+      const lines = fields.map(
+        ([s, f]) => `printf("%s.%s %zu\\n", "${s}", "${f}", offsetof(struct ${s}, ${f}));`
+      )
       const sizes = ['bpf_prog_info', 'bpf_map_info', 'perf_event_attr'].map(
         (s) => `printf("sizeof %s %zu\\n", "${s}", sizeof(struct ${s}));`
       )
@@ -66,10 +95,16 @@ describe.skipIf(!gcc)('uapi layouts', () => {
       )
       const cc = Bun.spawnSync([gcc!, '-o', join(dir, 'l'), join(dir, 'l.c')])
       expect(cc.stderr.toString()).toBe('')
-      const out = Bun.spawnSync([join(dir, 'l')]).stdout.toString().trim().split('\n')
-      const got = new Map(out.map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))]))
+      const out = Bun.spawnSync([join(dir, 'l')])
+        .stdout.toString()
+        .trim()
+        .split('\n')
+      const got = new Map(
+        out.map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))])
+      )
 
-      for (const [s, f, offset] of fields) expect([`${s}.${f}`, got.get(`${s}.${f}`)]).toEqual([`${s}.${f}`, offset])
+      for (const [s, f, offset] of fields)
+        expect([`${s}.${f}`, got.get(`${s}.${f}`)]).toEqual([`${s}.${f}`, offset])
       expect(got.get('sizeof bpf_prog_info')).toBe(PROG_INFO_SIZE)
       expect(got.get('sizeof bpf_map_info')).toBe(MAP_INFO_SIZE)
       expect(got.get('sizeof perf_event_attr')).toBe(PERF_ATTR_SIZE)

@@ -10,7 +10,10 @@ import { ExecProbe, type ProbeCollection, type WakeupPolicy } from '../agent/pro
 const isRoot = process.getuid?.() === 0
 const EXECS = 300
 
-async function traced(policy: WakeupPolicy, mechanisms?: Mechanism[]): Promise<{ c: ProbeCollection; pids: Set<number> }> {
+async function traced(
+  policy: WakeupPolicy,
+  mechanisms?: Mechanism[]
+): Promise<{ c: ProbeCollection; pids: Set<number> }> {
   using probe = await ExecProbe.load()
   await probe.attach({ policy, mechanisms, batchSize: 64 })
   // a child of another thread while attached: it must not be traced
@@ -82,7 +85,9 @@ describe.skipIf(!isRoot)('exec probe', () => {
     const deadline = Date.now() + 5000
     let left: string[] = []
     do {
-      left = listPrograms().filter((p) => p.name.startsWith('hm_')).map((p) => p.name)
+      left = listPrograms()
+        .filter((p) => p.name.startsWith('hm_'))
+        .map((p) => p.name)
       if (left.length) await Bun.sleep(50)
     } while (left.length && Date.now() < deadline)
     expect(left).toEqual([])
