@@ -10,6 +10,7 @@ import { cmdBench } from './commands/bench.ts'
 import { log } from './commands/common.ts'
 import { cmdHooks } from './commands/hooks.ts'
 import { cmdNode } from './commands/node.ts'
+import { cmdPolicies } from './commands/policies.ts'
 import { cmdServe } from './commands/serve.ts'
 import { KERNEL_BTF } from './features.ts'
 import pkg from '../package.json' with { type: 'json' }
@@ -32,6 +33,9 @@ commands:
                            latency and wake-up cost  [--execs N] [--json]
   hooks [--once]           every eBPF program on the host: ns/run, runs/s, CPU share, owners,
                            hook (live, or one window)  [--window 5s] [--interval 1s] [--json]
+  policies validate FILE…  check tool policies against their schemas (audit only), with lines
+  policies render --tool TOOL --binary PATH [--kind host|pod] [--form rules|helm|configmap]
+                           the benchmark's audit policy for another binary
   version
 
 common options:
@@ -66,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'bench':
         return await cmdBench(rest, stop.signal)
+      case 'policies':
+        return await cmdPolicies(rest)
       case 'serve':
         return await cmdServe(rest, stop.signal)
       case 'node':
@@ -84,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE)
         return 0
       default:
-        throw new UsageError(`unknown command '${command}' (commands: bench, serve, node, hooks, version)`)
+        throw new UsageError(`unknown command '${command}' (commands: bench, serve, node, hooks, arch, policies, version)`)
     }
   } catch (err) {
     if (err instanceof UsageError) {
