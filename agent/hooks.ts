@@ -7,6 +7,7 @@ import { cpus } from 'node:os'
 import { programCounters, type ProgramCounters } from '../libbpf-bindings/enumerate.ts'
 import type { StatsMode } from '../libbpf-bindings/stats.ts'
 import { takeInventory, type Inventory, type ProgramEntry } from './inventory.ts'
+import type { Tool } from './tools/types.ts'
 
 export interface HookRow {
   progId: number
@@ -14,6 +15,8 @@ export interface HookRow {
   fullName: string
   type: string
   hook: string
+  tool: Tool
+  toolDetail?: string
   owners: Array<{ pid: number; comm: string; exe: string }>
   runs: number
   runTimeNs: number
@@ -46,6 +49,8 @@ export function programDelta(p: ProgramEntry, runs: number, runTimeNs: number) {
     fullName: p.fullName,
     type: p.type,
     hook: p.hook,
+    tool: p.tool,
+    ...(p.toolDetail !== undefined ? { toolDetail: p.toolDetail } : {}),
     owners: p.owners.map((o) => ({ pid: o.pid, comm: o.comm, exe: o.exe })),
     runs,
     runTimeNs,
@@ -154,7 +159,7 @@ function fmtNs(ns: number | null): string {
 
 /** The live view's table, sized to the terminal width. */
 export function renderTable(w: HooksWindow, width = process.stdout.isTTY ? process.stdout.columns : 0): string {
-  const head = `${lpad('ID', 6)} ${pad('NAME', 40)} ${pad('TYPE', 14)} ${lpad('RUNS/S', 9)} ${lpad('NS/RUN', 9)} ${lpad('CPU%', 7)} ${lpad('NODE%', 7)}  ${pad('OWNER', 22)} HOOK`
+  const head = `${lpad('ID', 6)} ${pad('NAME', 40)} ${pad('TYPE', 14)} ${lpad('RUNS/S', 9)} ${lpad('NS/RUN', 9)} ${lpad('CPU%', 7)} ${lpad('NODE%', 7)}  ${pad('TOOL', 10)} ${pad('OWNER', 22)} HOOK`
   const lines = [
     `hookmeter hooks: ${w.hooks.length} programs, window ${(w.windowNs / 1e9).toFixed(2)}s, statistics ${w.statsMode}, ${w.cpus} CPUs (CPU% of one CPU, NODE% of all)`,
     '',
@@ -165,7 +170,7 @@ export function renderTable(w: HooksWindow, width = process.stdout.isTTY ? proce
       ? h.owners.map((o) => `${o.comm}[${o.pid}]`).join(',')
       : '(no owner)'
     lines.push(
-      `${lpad(String(h.progId), 6)} ${pad(h.fullName, 40)} ${pad(h.type, 14)} ${lpad(h.runsPerSecond.toFixed(0), 9)} ${lpad(fmtNs(h.nsPerRun), 9)} ${lpad((h.cpuShare * 100).toFixed(3), 7)} ${lpad((h.nodeShare * 100).toFixed(3), 7)}  ${pad(owner, 22)} ${h.hook}`
+      `${lpad(String(h.progId), 6)} ${pad(h.fullName, 40)} ${pad(h.type, 14)} ${lpad(h.runsPerSecond.toFixed(0), 9)} ${lpad(fmtNs(h.nsPerRun), 9)} ${lpad((h.cpuShare * 100).toFixed(3), 7)} ${lpad((h.nodeShare * 100).toFixed(3), 7)}  ${pad(h.tool, 10)} ${pad(owner, 22)} ${h.hook}`
     )
   }
   // cut to the terminal's width; piped output keeps whole lines

@@ -14,6 +14,8 @@ import {
 } from '../libbpf-bindings/enumerate.ts'
 import type { MapInfo } from '../libbpf-bindings/layout.ts'
 import { findBpffsMounts, type Owner, scanBpfHolders, walkPins } from './procfs.ts'
+import { attribute } from './tools/attribute.ts'
+import type { Tool } from './tools/types.ts'
 
 export interface OwnerRef {
   pid: number
@@ -22,6 +24,10 @@ export interface OwnerRef {
   cgroup: string
   containerId?: string
   podUid?: string
+  /** from the Kubernetes API, when running in a cluster */
+  pod?: string
+  namespace?: string
+  daemonSet?: string
 }
 
 export interface ProgramEntry {
@@ -45,11 +51,16 @@ export interface ProgramEntry {
   recursionMisses: bigint
   verifiedInsns: number
   jitedSize: number
+  /** the tool it belongs to (agent/tools), and for `other` the owner's comm or the signature */
+  tool: Tool
+  toolDetail?: string
 }
 
 export interface MapEntry extends MapInfo {
   owners: OwnerRef[]
   pins: string[]
+  tool: Tool
+  toolDetail?: string
 }
 
 export interface Inventory {
@@ -153,6 +164,7 @@ export function takeInventory(opts: { programs?: ProgramInfo[] } = {}): Inventor
       recursionMisses: p.recursionMisses,
       verifiedInsns: p.verifiedInsns,
       jitedSize: p.jitedSize,
+      tool: 'other',
     }
   })
 
@@ -160,6 +172,7 @@ export function takeInventory(opts: { programs?: ProgramInfo[] } = {}): Inventor
     ...m,
     owners: mergeOwners([holders?.maps.get(m.id)]),
     pins: mapPins.get(m.id) ?? [],
+    tool: 'other',
   }))
 
   return {

@@ -281,6 +281,7 @@ function hook(
     fullName,
     type: 'tracepoint',
     hook: hookName,
+    tool: 'other',
     owners: owner ? [owner] : [],
     runs: runsPerExec * 10_000,
     runTimeNs: nsPerExec * 10_000,
@@ -293,7 +294,7 @@ function hook(
 }
 
 function owner(pid: number, comm: string, exe: string, cpuNsPerExec: number): MicroOwner {
-  return { pid, comm, exe, cpuNsPerExec, cpuNs: cpuNsPerExec * 10_000 }
+  return { pid, comm, exe, tool: 'other', cpuNsPerExec, cpuNs: cpuNsPerExec * 10_000 }
 }
 
 const q = { p50: 1e6, p95: 1.2e6, p99: 1.3e6, mean: 1e6, min: 9e5, max: 2e6 }

@@ -40,7 +40,9 @@ export function formatMicro(r: MicroReport): string {
   const groups = new Map<string, MicroHook[]>()
   for (const h of r.hooks) {
     const o = h.owners[0]
-    const g = h.own ? 'hookmeter (its own exec probe)' : o ? `${o.comm}[${o.pid}] ${o.exe}` : '(no owner: pinned or held by the kernel)'
+    const tool = h.tool === 'other' ? `other${h.toolDetail ? ` (${h.toolDetail})` : ''}` : h.tool
+    const who = o ? `${o.comm}[${o.pid}] ${o.exe}` : 'no owner: pinned or held by the kernel'
+    const g = h.own ? 'hookmeter (its own exec probe)' : `${tool}: ${who}`
     groups.set(g, [...(groups.get(g) ?? []), h])
   }
   const cpu = new Map(r.owners.map((o) => [o.pid, o]))

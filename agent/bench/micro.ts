@@ -190,7 +190,8 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
     const i0 = idle.cpu0.get(pid)
     const i1 = idle.cpu1.get(pid)
     const bg = i0 !== undefined && i1 !== undefined ? (i1 - i0) * scale : 0
-    owners.push({ pid, comm: o.comm, exe: o.exe, cpuNs: c1 - c0, cpuNsPerExec: (c1 - c0 - bg) / n })
+    const tool = before.programs.find((p) => p.owners.some((x) => x.pid === pid))?.tool ?? 'other'
+    owners.push({ pid, comm: o.comm, exe: o.exe, tool, cpuNs: c1 - c0, cpuNsPerExec: (c1 - c0 - bg) / n })
   }
   owners.sort((a, b) => b.cpuNsPerExec - a.cpuNsPerExec)
 

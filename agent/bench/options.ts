@@ -5,6 +5,8 @@
 import { z } from 'zod'
 
 import { allowedBinaries, binaryProblem } from '../allowlist.ts'
+import type { Inventory } from '../inventory.ts'
+import type { KnownTool } from '../tools/types.ts'
 
 export const CONDITIONS = ['baseline', 'no-policy', 'policy'] as const
 
@@ -28,4 +30,24 @@ export function microOptionsWithAllowlist(allowed: string[] = allowedBinaries())
     const problem = binaryProblem(o.binary, allowed)
     if (problem) ctx.addIssue({ code: 'custom', path: ['binary'], message: problem })
   })
+}
+
+/** Known tools whose programs are loaded now: a baseline run must have none. */
+export function toolsLoaded(inv: Inventory): Array<{ tool: KnownTool; programs: string[] }> {
+  const found = new Map<KnownTool, string[]>()
+  for (const p of inv.programs) {
+    if (p.tool === 'other') continue
+    found.set(p.tool, [...(found.get(p.tool) ?? []), p.fullName])
+  }
+  return [...found.entries()].map(([tool, programs]) => ({ tool, programs }))
+}
+
+/** Why a baseline cannot be taken now, naming the tools found; null when it can. */
+export function baselineProblem(inv: Inventory, forceHint: string): string | null {
+  const found = toolsLoaded(inv)
+  if (!found.length) return null
+  const list = found
+    .map((f) => `${f.tool} (${f.programs.length} programs, e.g. ${f.programs[0]})`)
+    .join(', ')
+  return `a baseline needs no security tool loaded, but found ${list}; stop it, or pass ${forceHint}`
 }

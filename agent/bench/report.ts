@@ -5,6 +5,7 @@
 import type { StatsMode } from '../../libbpf-bindings/stats.ts'
 import type { DeliveryReport } from '../delivery.ts'
 import type { Histogram } from '../stats.ts'
+import type { Tool } from '../tools/types.ts'
 
 export type Condition = 'baseline' | 'no-policy' | 'policy'
 export type RunStatus = 'running' | 'done' | 'failed' | 'aborted'
@@ -24,6 +25,9 @@ export interface MicroHook {
   fullName: string
   type: string
   hook: string
+  /** kubearmor, tetragon, falco, tracee or other (agent/tools) */
+  tool: Tool
+  toolDetail?: string
   owners: Array<{ pid: number; comm: string; exe: string }>
   /** raw Δrun_cnt and Δrun_time_ns over the loop */
   runs: number
@@ -43,6 +47,7 @@ export interface MicroOwner {
   pid: number
   comm: string
   exe: string
+  tool: Tool
   /** utime + stime of the process over the loop, background-corrected, per exec */
   cpuNsPerExec: number
   /** raw CPU ns over the loop */

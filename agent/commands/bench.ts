@@ -2,7 +2,8 @@ import { StatsSession } from '../../libbpf-bindings/stats.ts'
 import { allowedBinaries } from '../allowlist.ts'
 import { AbortedError, runMicro } from '../bench/micro.ts'
 import { formatMicro } from '../bench/format.ts'
-import { CONDITIONS, microOptionsWithAllowlist, type MicroOptions } from '../bench/options.ts'
+import { baselineProblem, CONDITIONS, microOptionsWithAllowlist, type MicroOptions } from '../bench/options.ts'
+import { takeInventory } from '../inventory.ts'
 import {
   interruptedExitCode,
   onCleanup,
@@ -87,6 +88,10 @@ async function cmdMicro(args: string[], stop: AbortSignal): Promise<number> {
       ? 200
       : parseInteger('--delivery-execs', values['delivery-execs'], 0, 100_000)
   requirePrivilege()
+  if (opts.condition === 'baseline' && !opts.force) {
+    const problem = baselineProblem(takeInventory(), '--force')
+    if (problem) throw new UsageError(`--condition baseline: ${problem}`)
+  }
 
   const store = openStore(dataDir(values))
   const interrupted = store.markInterrupted()

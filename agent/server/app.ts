@@ -8,7 +8,7 @@ import { Hono, type Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import { z } from 'zod'
 
-import { microOptionsWithAllowlist } from '../bench/options.ts'
+import { baselineProblem, microOptionsWithAllowlist } from '../bench/options.ts'
 import { compareRuns } from '../compare.ts'
 import type { Logger } from '../log.ts'
 import { StoreError } from '../store.ts'
@@ -136,6 +136,13 @@ export function createApp(opts: AppOptions): Hono {
   app.post('/v1/bench/micro', requireToken, async (c) => {
     const body = await readJson(c)
     const options = parseWith(microOptionsWithAllowlist(agent.opts.allowed), body, 'benchmark options', 422)
+    if (options.condition === 'baseline' && !options.force) {
+      const problem = baselineProblem(agent.inventory(0), 'force: true')
+      if (problem) {
+        const issue = { code: 'tool_loaded', path: ['condition'], message: problem }
+        throw new ApiError(422, issuesMessage('benchmark options', [issue]), [issue])
+      }
+    }
     try {
       const id = agent.startMicro(options)
       return json(c, { id, status: 'running' }, 202)

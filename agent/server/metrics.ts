@@ -67,14 +67,14 @@ export function renderMetrics(agent: Agent): string {
     const c = counters.get(p.progId)
     if (!c || c.loadTimeNs !== p.loadTimeNs) continue
     const hook = stableHook(p.progId, p.loadTimeNs, p.hook)
-    out.sample('hookmeter_program_run_time_seconds_total', { prog_id: p.progId, name: p.name, type: p.type, hook }, Number(c.runTimeNs) / 1e9)
+    out.sample('hookmeter_program_run_time_seconds_total', { prog_id: p.progId, name: p.name, type: p.type, hook, tool: p.tool }, Number(c.runTimeNs) / 1e9)
   }
   out.family('hookmeter_program_runs_total', 'counter', 'Runs of the eBPF program since it was loaded, counted while BPF statistics are on.')
   for (const p of inv.programs) {
     const c = counters.get(p.progId)
     if (!c || c.loadTimeNs !== p.loadTimeNs) continue
     const hook = stableHook(p.progId, p.loadTimeNs, p.hook)
-    out.sample('hookmeter_program_runs_total', { prog_id: p.progId, name: p.name, type: p.type, hook }, Number(c.runCnt))
+    out.sample('hookmeter_program_runs_total', { prog_id: p.progId, name: p.name, type: p.type, hook, tool: p.tool }, Number(c.runCnt))
   }
   const alive = new Set(inv.programs.map((p) => `${p.progId}:${p.loadTimeNs}`))
   for (const key of knownHooks.keys()) if (!alive.has(key)) knownHooks.delete(key)
