@@ -10,6 +10,7 @@ import type { MicroOptions } from '../bench/options.ts'
 import { probeKernel, type KernelReport } from '../features.ts'
 import { measureWindow, type HooksWindow } from '../hooks.ts'
 import { takeInventory, type Inventory } from '../inventory.ts'
+import { inCluster, PodResolver } from '../k8s.ts'
 import type { Logger } from '../log.ts'
 import { ExecProbe } from '../probe.ts'
 import { RunStore } from '../store.ts'
@@ -54,6 +55,7 @@ export class Agent {
   #stats: StatsSession | null = null
   #current: CurrentRun | null = null
   #inventory: { at: number; inv: Inventory } | null = null
+  #pods: PodResolver | null = null
   #closed = false
   readonly startedAt = new Date().toISOString()
   readonly nodeName = process.env.NODE_NAME || hostname()
@@ -75,6 +77,14 @@ export class Agent {
       const probe = await ExecProbe.load(opts.probeObject, { btfCustomPath: opts.kernelBtf })
       const agent = new Agent(opts, store, probe, kernel)
       if (opts.stats === 'always') agent.#stats = StatsSession.open()
+      if (inCluster()) {
+        // pods are looked up in the background; until the first list answers, owners have no pod
+        try {
+          agent.#pods = PodResolver.fromEnv({ nodeName: agent.nodeName, onWarn: (m, f) => opts.log.warn(m, f) })
+        } catch (err) {
+          opts.log.warn('pods will not be named: the Kubernetes API is not usable', { error: (err as Error).message })
+        }
+      }
       agent.inventory()
       return agent
     } catch (err) {
@@ -95,9 +105,30 @@ export class Agent {
   inventory(maxAgeMs = 1000): Inventory {
     const now = Date.now()
     if (!this.#inventory || now - this.#inventory.at > maxAgeMs) {
-      this.#inventory = { at: now, inv: takeInventory() }
+      this.#inventory = { at: now, inv: this.#withPods(takeInventory()) }
     }
     return this.#inventory.inv
+  }
+
+  /** Pod, namespace and DaemonSet of every owner whose cgroup names a pod or container. */
+  #withPods(inv: Inventory): Inventory {
+    const pods = this.#pods
+    if (!pods) return inv
+    for (const entry of [...inv.programs, ...inv.maps]) {
+      for (const o of entry.owners) {
+        const pod = o.podUid || o.containerId ? pods.resolve(o.podUid, o.containerId) : null
+        if (!pod) continue
+        o.pod = pod.pod
+        o.namespace = pod.namespace
+        if (pod.daemonSet) o.daemonSet = pod.daemonSet
+      }
+    }
+    return inv
+  }
+
+  /** Kubernetes lookups: off outside a cluster, else the resolver's state. */
+  podStatus() {
+    return this.#pods ? this.#pods.status() : { state: 'off', reason: 'not in a cluster (KUBERNETES_SERVICE_HOST unset)' }
   }
 
   async hooks(windowMs: number, signal?: AbortSignal): Promise<HooksWindow> {
@@ -184,6 +215,7 @@ export class Agent {
       current.abort.abort()
       await current.finished
     }
+    this.#pods?.close()
     this.probe.close()
     this.#stats?.close()
     this.store.close()
@@ -207,6 +239,7 @@ export class Agent {
       statsPolicy: this.opts.stats,
       probe: { loaded: true, attached: this.probe.attached },
       currentRun: this.currentRun,
+      kubernetes: this.podStatus(),
     }
   }
 }
