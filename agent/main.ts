@@ -6,6 +6,7 @@
 import { setLibbpfSink } from '../libbpf-bindings/libbpf.ts'
 import { releaseTracefs } from '../libbpf-bindings/tracefs.ts'
 import { noteSignal, RuntimeError, runCleanups, UsageError } from './cli.ts'
+import { cmdArch } from './commands/arch.ts'
 import { cmdBench } from './commands/bench.ts'
 import { log } from './commands/common.ts'
 import { cmdHooks } from './commands/hooks.ts'
@@ -33,6 +34,9 @@ commands:
                            latency and wake-up cost  [--execs N] [--json]
   hooks [--once]           every eBPF program on the host: ns/run, runs/s, CPU share, owners,
                            hook (live, or one window)  [--window 5s] [--interval 1s] [--json]
+  arch [TOOL] [--json]     each security tool as observed now: programs and hooks, maps by
+                           type and size, delivery, tail-call graph, policy scopes
+                           (TOOL: kubearmor, tetragon, falco, tracee, other)
   policies validate FILE…  check tool policies against their schemas (audit only), with lines
   policies render --tool TOOL --binary PATH [--kind host|pod] [--form rules|helm|configmap]
                            the benchmark's audit policy for another binary
@@ -70,6 +74,8 @@ async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'bench':
         return await cmdBench(rest, stop.signal)
+      case 'arch':
+        return await cmdArch(rest)
       case 'policies':
         return await cmdPolicies(rest)
       case 'serve':

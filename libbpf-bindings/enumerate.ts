@@ -218,17 +218,32 @@ export function programCounters(): ProgramCounters[] {
   return out
 }
 
+// A map's info never changes, and opening a map by id while the kernel tears it down can keep a
+// prog array from ever being freed (seen on 6.18): open each map id once, then reuse its info.
+const mapInfoCache = new Map<number, MapInfo>()
+
 export function listMaps(): MapInfo[] {
+  const ids = mapIds()
+  const live = new Set(ids)
+  for (const id of mapInfoCache.keys()) if (!live.has(id)) mapInfoCache.delete(id)
+
   const out: MapInfo[] = []
   const buf = new Uint8Array(MAP_INFO_SIZE)
-  for (const id of mapIds()) {
+  for (const id of ids) {
+    const cached = mapInfoCache.get(id)
+    if (cached) {
+      out.push(cached)
+      continue
+    }
     const fd = bpf.bpf_map_get_fd_by_id(id)
     if (fd === -2 || fd === -11) continue
     if (fd < 0) throw new LibbpfError('bpf_map_get_fd_by_id', -fd, [], `map id ${id}`)
     try {
       buf.fill(0)
       objInfo(fd, buf, `map id ${id}`)
-      out.push(decodeMapInfo(buf))
+      const info = decodeMapInfo(buf)
+      mapInfoCache.set(id, info)
+      out.push(info)
     } finally {
       libc.close(fd)
     }

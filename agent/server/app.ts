@@ -15,7 +15,9 @@ import { StoreError } from '../store.ts'
 import type { Agent, RunEvent } from './agent.ts'
 import { BusyError } from './agent.ts'
 import { ApiError, errorResponse, issuesMessage, zodIssues } from './errors.ts'
-import { renderMetrics } from './metrics.ts'
+import { lastDoneRun, renderMetrics } from './metrics.ts'
+import { toolReport, toolsReport } from '../tools/arch.ts'
+import { TOOLS } from '../tools/types.ts'
 import chartJsPath from '../../node_modules/chart.js/dist/chart.umd.min.js' with { type: 'file' }
 import { reportPage } from './page.ts'
 
@@ -47,6 +49,7 @@ const windowQuery = z
       .optional(),
   })
   .strict()
+const toolParam = z.object({ name: z.enum(TOOLS, { error: `expected one of ${TOOLS.join(', ')}` }) })
 const compareBody = z
   .object({ a: z.number().int().positive(), b: z.number().int().positive() })
   .strict()
@@ -131,6 +134,13 @@ export function createApp(opts: AppOptions): Hono {
       throw new ApiError(400, issuesMessage('query', [issue]), [issue])
     }
     return json(c, await agent.hooks(ms, c.req.raw.signal))
+  })
+
+  app.get('/v1/tools', (c) => json(c, toolsReport(agent.inventory(), { lastRun: lastDoneRun(agent) })))
+
+  app.get('/v1/tools/:name', (c) => {
+    const { name } = parseWith(toolParam, c.req.param(), 'path', 400)
+    return json(c, toolReport(name, agent.inventory(), { lastRun: lastDoneRun(agent) }))
   })
 
   app.post('/v1/bench/micro', requireToken, async (c) => {

@@ -45,7 +45,8 @@ function stableHook(progId: number, loadTimeNs: bigint, hook: string): string {
   return knownHooks.get(key) ?? hook
 }
 
-function latestRun(agent: Agent): MicroReport | null {
+/** The newest finished run's report (cached by id). */
+export function lastDoneRun(agent: Agent): MicroReport | null {
   const newest = agent.store.listRuns({ limit: 20 }).find((r) => r.status === 'done')
   if (!newest) return null
   if (lastRun?.id !== newest.id) {
@@ -89,7 +90,7 @@ export function renderMetrics(agent: Agent): string {
   out.family('hookmeter_stats_enabled', 'gauge', 'Whether hookmeter keeps BPF statistics on, and how (fd, sysctl, sysctl-preset, off).')
   out.sample('hookmeter_stats_enabled', { mode: agent.statsMode }, agent.statsMode === 'off' ? 0 : 1)
 
-  const run = latestRun(agent)
+  const run = lastDoneRun(agent)
   if (run?.histograms) {
     const h = run.histograms
     const id = run.run.id
