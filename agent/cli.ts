@@ -95,7 +95,8 @@ export function parseOptions<T extends OptionSpec>(
     const name = args[i]!.startsWith('--') ? args[i]!.slice(2) : ''
     const next = args[i + 1]
     const raw = opts.rawValues?.includes(name) && next !== undefined
-    if (all[name]?.type === 'string' && (raw || /^-\d/.test(next ?? ''))) joined.push(`${args[i]}=${args[++i]}`)
+    if (all[name]?.type === 'string' && (raw || /^-\d/.test(next ?? '')))
+      joined.push(`${args[i]}=${args[++i]}`)
     else joined.push(args[i]!)
   }
   try {

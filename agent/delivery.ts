@@ -99,7 +99,15 @@ export async function calibrateDelivery(opts: {
   for (const mech of ['ringbuf', 'perf'] as const) {
     check()
     opts.onStep?.(`${mech}, reader woken on every record`)
-    const woken = await pass(opts.probe, [mech], 'per-record', execs, batchSize, binary, opts.signal)
+    const woken = await pass(
+      opts.probe,
+      [mech],
+      'per-record',
+      execs,
+      batchSize,
+      binary,
+      opts.signal
+    )
     check()
     opts.onStep?.(`${mech}, batched wake-ups`)
     const batched = await pass(opts.probe, [mech], 'batched', execs, batchSize, binary, opts.signal)

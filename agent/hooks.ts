@@ -158,7 +158,10 @@ function fmtNs(ns: number | null): string {
 }
 
 /** The live view's table, sized to the terminal width. */
-export function renderTable(w: HooksWindow, width = process.stdout.isTTY ? process.stdout.columns : 0): string {
+export function renderTable(
+  w: HooksWindow,
+  width = process.stdout.isTTY ? process.stdout.columns : 0
+): string {
   const head = `${lpad('ID', 6)} ${pad('NAME', 40)} ${pad('TYPE', 14)} ${lpad('RUNS/S', 9)} ${lpad('NS/RUN', 9)} ${lpad('CPU%', 7)} ${lpad('NODE%', 7)}  ${pad('TOOL', 10)} ${pad('OWNER', 22)} HOOK`
   const lines = [
     `hookmeter hooks: ${w.hooks.length} programs, window ${(w.windowNs / 1e9).toFixed(2)}s, statistics ${w.statsMode}, ${w.cpus} CPUs (CPU% of one CPU, NODE% of all)`,

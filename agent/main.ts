@@ -96,7 +96,9 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE)
         return 0
       default:
-        throw new UsageError(`unknown command '${command}' (commands: bench, serve, node, hooks, arch, policies, version)`)
+        throw new UsageError(
+          `unknown command '${command}' (commands: bench, serve, node, hooks, arch, policies, version)`
+        )
     }
   } catch (err) {
     if (err instanceof UsageError) {

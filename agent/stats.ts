@@ -30,7 +30,9 @@ export interface Histogram {
 }
 
 /** Exponential bounds from 1 µs to about 1 s, in seconds: wide enough for exec phases and delivery. */
-export const LATENCY_BOUNDS = Array.from({ length: 25 }, (_, i) => Number((1e-6 * 2 ** (i * 0.8333)).toPrecision(3)))
+export const LATENCY_BOUNDS = Array.from({ length: 25 }, (_, i) =>
+  Number((1e-6 * 2 ** (i * 0.8333)).toPrecision(3))
+)
 
 export function histogram(valuesNs: ArrayLike<number>, le: number[] = LATENCY_BOUNDS): Histogram {
   const counts = new Array<number>(le.length).fill(0)

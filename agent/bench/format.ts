@@ -10,7 +10,8 @@ export function fmtNs(ns: number | null): string {
   return `${ns.toFixed(0)} ns`
 }
 
-const q = (x: Quantiles) => `p50 ${fmtNs(x.p50)}  p95 ${fmtNs(x.p95)}  p99 ${fmtNs(x.p99)}  mean ${fmtNs(x.mean)}`
+const q = (x: Quantiles) =>
+  `p50 ${fmtNs(x.p50)}  p95 ${fmtNs(x.p95)}  p99 ${fmtNs(x.p99)}  mean ${fmtNs(x.mean)}`
 const pad = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s.padEnd(n))
 const lpad = (s: string, n: number) => s.padStart(n)
 
@@ -46,19 +47,24 @@ export function formatMicro(r: MicroReport): string {
     groups.set(g, [...(groups.get(g) ?? []), h])
   }
   const cpu = new Map(r.owners.map((o) => [o.pid, o]))
-  const ordered = [...groups.entries()].sort((a, b) => Number(a[0].startsWith('hookmeter')) - Number(b[0].startsWith('hookmeter')))
+  const ordered = [...groups.entries()].sort(
+    (a, b) => Number(a[0].startsWith('hookmeter')) - Number(b[0].startsWith('hookmeter'))
+  )
   for (const [g, hs] of ordered) {
     const total = hs.reduce((s, h) => s + h.nsPerExec, 0)
     const owner = hs[0]!.owners[0]
     const user = owner && !hs[0]!.own ? cpu.get(owner.pid) : undefined
-    lines.push(`  ${g}: in kernel ${fmtNs(total)}/exec${user ? `, user space ${fmtNs(user.cpuNsPerExec)}/exec` : ''}`)
+    lines.push(
+      `  ${g}: in kernel ${fmtNs(total)}/exec${user ? `, user space ${fmtNs(user.cpuNsPerExec)}/exec` : ''}`
+    )
     for (const h of hs) lines.push(hookLine(h))
   }
   if (!r.hooks.length) lines.push('  (no eBPF programs on this host)')
 
   const listed = new Set(r.hooks.flatMap((h) => h.owners.map((o) => o.pid)))
   const others = r.owners.filter((o) => !listed.has(o.pid))
-  for (const o of others) lines.push(`  ${o.comm}[${o.pid}]: user space ${fmtNs(o.cpuNsPerExec)}/exec`)
+  for (const o of others)
+    lines.push(`  ${o.comm}[${o.pid}]: user space ${fmtNs(o.cpuNsPerExec)}/exec`)
 
   if (r.warnings.length) lines.push('', ...r.warnings.map((w) => `warning: ${w}`))
   return lines.join('\n')

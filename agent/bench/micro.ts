@@ -64,7 +64,10 @@ function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new AbortedError('run aborted')
 }
 
-export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{ report: MicroReport; samples: Float64Array }> {
+export async function runMicro(
+  opts: MicroOptions,
+  ctx: MicroContext
+): Promise<{ report: MicroReport; samples: Float64Array }> {
   const warnings: string[] = []
   const phase = (p: MicroPhase, d: string) => ctx.onPhase?.(p, d)
   const deliveryExecs = ctx.deliveryExecs ?? 200
@@ -74,7 +77,11 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
   if (deliveryExecs > 0) {
     phase('delivery', `delivery calibration (${deliveryExecs} execs × 5 passes)`)
     try {
-      delivery = await calibrateDelivery({ probe: ctx.probe, execs: deliveryExecs, signal: ctx.signal })
+      delivery = await calibrateDelivery({
+        probe: ctx.probe,
+        execs: deliveryExecs,
+        signal: ctx.signal,
+      })
     } catch (err) {
       if (err instanceof DeliveryAbortedError) throw new AbortedError('run aborted')
       throw err
@@ -86,9 +93,16 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
   phase('warmup', `warm-up: ${opts.warmup} execs`)
   let perExecNs = 1e6
   if (opts.warmup > 0) {
-    using loop = createExecLoop({ binary: opts.binary, args: opts.args, iterations: opts.warmup, warmup: 0, signal: ctx.signal })
+    using loop = createExecLoop({
+      binary: opts.binary,
+      args: opts.args,
+      iterations: opts.warmup,
+      warmup: 0,
+      signal: ctx.signal,
+    })
     const warm = await loop.start()
-    if (warm.failures > 0) warnings.push(`warm-up: ${warm.failures} execs failed (${warm.firstFailure})`)
+    if (warm.failures > 0)
+      warnings.push(`warm-up: ${warm.failures} execs failed (${warm.firstFailure})`)
     if (warm.latencyNs.length) perExecNs = quantiles(warm.latencyNs, [0.5])[0]!
   }
   checkAbort(ctx.signal)
@@ -98,8 +112,18 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
   await ctx.probe.attach({ policy: 'batched', mechanisms: ['ringbuf', 'perf'] })
   let collected
   let result: ExecLoopResult
-  let idle: { start: ReturnType<typeof snapshot>; end: ReturnType<typeof snapshot>; cpu0: Map<number, number>; cpu1: Map<number, number> }
-  let loopSnap: { start: ReturnType<typeof snapshot>; end: ReturnType<typeof snapshot>; cpu0: Map<number, number>; cpu1: Map<number, number> }
+  let idle: {
+    start: ReturnType<typeof snapshot>
+    end: ReturnType<typeof snapshot>
+    cpu0: Map<number, number>
+    cpu1: Map<number, number>
+  }
+  let loopSnap: {
+    start: ReturnType<typeof snapshot>
+    end: ReturnType<typeof snapshot>
+    cpu0: Map<number, number>
+    cpu1: Map<number, number>
+  }
   let before: Inventory
   let during: Inventory
   try {
@@ -156,7 +180,10 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
     const ls = loopSnap.start.counters.get(k)
     const le = loopSnap.end.counters.get(k)
     if (!le) continue
-    if (!ls) warnings.push(`program ${p.progId} ${p.fullName} was loaded during the loop; counted from its load`)
+    if (!ls)
+      warnings.push(
+        `program ${p.progId} ${p.fullName} was loaded during the loop; counted from its load`
+      )
     const runs = Number(le.runCnt - (ls?.runCnt ?? 0n))
     const runTimeNs = Number(le.runTimeNs - (ls?.runTimeNs ?? 0n))
     const is = idle.start.counters.get(k)
@@ -172,8 +199,13 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
       own: p.name.startsWith('hm_'),
     })
   }
-  const gone = before.programs.filter((p) => !after.programs.some((q) => q.progId === p.progId && q.loadTimeNs === p.loadTimeNs))
-  for (const p of gone) warnings.push(`program ${p.progId} ${p.fullName} was unloaded during the run and is not in the table`)
+  const gone = before.programs.filter(
+    (p) => !after.programs.some((q) => q.progId === p.progId && q.loadTimeNs === p.loadTimeNs)
+  )
+  for (const p of gone)
+    warnings.push(
+      `program ${p.progId} ${p.fullName} was unloaded during the run and is not in the table`
+    )
   hooks.sort((a, b) => b.nsPerExec - a.nsPerExec || a.progId - b.progId)
 
   // user-space share: CPU of every owner process (hookmeter itself left out)
@@ -191,7 +223,14 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
     const i1 = idle.cpu1.get(pid)
     const bg = i0 !== undefined && i1 !== undefined ? (i1 - i0) * scale : 0
     const tool = before.programs.find((p) => p.owners.some((x) => x.pid === pid))?.tool ?? 'other'
-    owners.push({ pid, comm: o.comm, exe: o.exe, tool, cpuNs: c1 - c0, cpuNsPerExec: (c1 - c0 - bg) / n })
+    owners.push({
+      pid,
+      comm: o.comm,
+      exe: o.exe,
+      tool,
+      cpuNs: c1 - c0,
+      cpuNsPerExec: (c1 - c0 - bg) / n,
+    })
   }
   owners.sort((a, b) => b.cpuNsPerExec - a.cpuNsPerExec)
 
@@ -200,10 +239,12 @@ export async function runMicro(opts: MicroOptions, ctx: MicroContext): Promise<{
   const phases = phasesOf(traced)
   const ok = traced.filter((r) => r.enterNs > 0n && r.execNs > 0n)
   for (const mech of ['ringbuf', 'perf'] as const) {
-    if (records[mech].length !== n) warnings.push(`probe: ${records[mech].length} of ${n} execs arrived through the ${mech}`)
+    if (records[mech].length !== n)
+      warnings.push(`probe: ${records[mech].length} of ${n} execs arrived through the ${mech}`)
   }
   if (result.failures > 0) warnings.push(`${result.failures} execs failed (${result.firstFailure})`)
-  for (const w of [...before.warnings, ...after.warnings]) if (!warnings.includes(w)) warnings.push(w)
+  for (const w of [...before.warnings, ...after.warnings])
+    if (!warnings.includes(w)) warnings.push(w)
 
   const q = (m: Mechanism) => ({
     p50: delivery?.mechanisms[m].deliveryNs.p50 ?? 0,

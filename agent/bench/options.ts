@@ -14,7 +14,15 @@ export const microOptionsSchema = z
   .object({
     iterations: z.number().int().min(1).max(1_000_000).default(10_000),
     binary: z.string().min(1).default('/usr/bin/ls'),
-    args: z.array(z.string().max(4096).refine((s) => !s.includes('\0'), 'must not contain NUL')).max(64).default([]),
+    args: z
+      .array(
+        z
+          .string()
+          .max(4096)
+          .refine((s) => !s.includes('\0'), 'must not contain NUL')
+      )
+      .max(64)
+      .default([]),
     warmup: z.number().int().min(0).max(100_000).default(100),
     condition: z.enum(CONDITIONS).nullable().default(null),
     label: z.string().max(200).nullable().default(null),

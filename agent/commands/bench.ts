@@ -2,7 +2,12 @@ import { StatsSession } from '../../libbpf-bindings/stats.ts'
 import { allowedBinaries } from '../allowlist.ts'
 import { AbortedError, runMicro } from '../bench/micro.ts'
 import { formatMicro } from '../bench/format.ts'
-import { baselineProblem, CONDITIONS, microOptionsWithAllowlist, type MicroOptions } from '../bench/options.ts'
+import {
+  baselineProblem,
+  CONDITIONS,
+  microOptionsWithAllowlist,
+  type MicroOptions,
+} from '../bench/options.ts'
 import { takeInventory } from '../inventory.ts'
 import {
   interruptedExitCode,
@@ -30,7 +35,9 @@ const FLAG: Record<string, string> = {
 }
 
 function dataDir(values: Record<string, unknown>): string {
-  return (values['data-dir'] as string | undefined) ?? process.env.HOOKMETER_DATA_DIR ?? DEFAULT_DATA_DIR
+  return (
+    (values['data-dir'] as string | undefined) ?? process.env.HOOKMETER_DATA_DIR ?? DEFAULT_DATA_DIR
+  )
 }
 
 function openStore(dir: string): RunStore {
@@ -63,25 +70,31 @@ export function microOptionsFromFlags(values: Record<string, unknown>): MicroOpt
   const issue = parsed.error.issues[0]!
   const flag = FLAG[String(issue.path[0])] ?? String(issue.path[0])
   if (issue.path[0] === 'condition') {
-    throw new UsageError(`${flag}: expected one of ${CONDITIONS.join(', ')}, got '${String(values.condition)}'`)
+    throw new UsageError(
+      `${flag}: expected one of ${CONDITIONS.join(', ')}, got '${String(values.condition)}'`
+    )
   }
   throw new UsageError(`${flag}: ${issue.message}`)
 }
 
 async function cmdMicro(args: string[], stop: AbortSignal): Promise<number> {
-  const { values } = parseOptions(args, {
-    iterations: { type: 'string' },
-    binary: { type: 'string' },
-    args: { type: 'string', multiple: true },
-    warmup: { type: 'string' },
-    condition: { type: 'string' },
-    label: { type: 'string' },
-    json: { type: 'boolean' },
-    'data-dir': { type: 'string' },
-    'allow-binary': { type: 'string', multiple: true },
-    force: { type: 'boolean' },
-    'delivery-execs': { type: 'string' },
-  }, { rawValues: ['args'] })
+  const { values } = parseOptions(
+    args,
+    {
+      iterations: { type: 'string' },
+      binary: { type: 'string' },
+      args: { type: 'string', multiple: true },
+      warmup: { type: 'string' },
+      condition: { type: 'string' },
+      label: { type: 'string' },
+      json: { type: 'boolean' },
+      'data-dir': { type: 'string' },
+      'allow-binary': { type: 'string', multiple: true },
+      force: { type: 'boolean' },
+      'delivery-execs': { type: 'string' },
+    },
+    { rawValues: ['args'] }
+  )
   const opts = microOptionsFromFlags(values)
   const deliveryExecs =
     values['delivery-execs'] === undefined
@@ -108,7 +121,9 @@ async function cmdMicro(args: string[], stop: AbortSignal): Promise<number> {
     condition: opts.condition,
     label: opts.label,
   })
-  log.info(`run ${id}: ${opts.iterations} execs of ${opts.binary}`, { condition: opts.condition ?? 'unlabelled' })
+  log.info(`run ${id}: ${opts.iterations} execs of ${opts.binary}`, {
+    condition: opts.condition ?? 'unlabelled',
+  })
   try {
     const { report, samples } = await runMicro(opts, {
       probe,
@@ -134,11 +149,13 @@ async function cmdMicro(args: string[], stop: AbortSignal): Promise<number> {
 }
 
 function runOrThrow(store: RunStore, arg: string | undefined, what: string) {
-  if (arg === undefined) throw new UsageError(`bench compare: missing run ${what} (usage: bench compare A B)`)
+  if (arg === undefined)
+    throw new UsageError(`bench compare: missing run ${what} (usage: bench compare A B)`)
   const id = parseInteger(`run ${what}`, arg, 1, Number.MAX_SAFE_INTEGER)
   const run = store.getRun(id)
   if (!run) throw new RuntimeError(`no run ${id} in ${store.path}`)
-  if (run.status !== 'done' || !run.report) throw new RuntimeError(`run ${id} is ${run.status}, not done: it has no results to compare`)
+  if (run.status !== 'done' || !run.report)
+    throw new RuntimeError(`run ${id} is ${run.status}, not done: it has no results to compare`)
   return run
 }
 
@@ -169,7 +186,9 @@ function cmdList(args: string[]): number {
     process.stdout.write(`${JSON.stringify({ runs })}\n`)
     return 0
   }
-  const lines = [`${'ID'.padStart(5)}  ${'CREATED'.padEnd(24)} ${'STATUS'.padEnd(8)} ${'CONDITION'.padEnd(10)} ${'EXECS'.padStart(8)} ${'P50'.padStart(10)}  STATS   BINARY / LABEL`]
+  const lines = [
+    `${'ID'.padStart(5)}  ${'CREATED'.padEnd(24)} ${'STATUS'.padEnd(8)} ${'CONDITION'.padEnd(10)} ${'EXECS'.padStart(8)} ${'P50'.padStart(10)}  STATS   BINARY / LABEL`,
+  ]
   for (const r of runs) {
     const p50 = r.latencyP50 === null ? '-' : `${(r.latencyP50 / 1000).toFixed(1)} µs`
     lines.push(
@@ -189,7 +208,9 @@ function cmdShow(args: string[]): number {
   )
   const store = openStore(dataDir(values))
   const run = runOrThrow(store, positionals[0], 'id')
-  process.stdout.write(values.json ? `${JSON.stringify(run.report)}\n` : `${formatMicro(run.report!)}\n`)
+  process.stdout.write(
+    values.json ? `${JSON.stringify(run.report)}\n` : `${formatMicro(run.report!)}\n`
+  )
   return 0
 }
 

@@ -40,7 +40,9 @@ export async function cmdHooks(args: string[], stop: AbortSignal): Promise<void>
       process.stdout.write(`\x1b[2J\x1b[H${renderTable(w)}\n\n(ctrl-c to quit)`)
     } catch (err) {
       // a program or process that vanished mid-read: the next refresh sees a settled host
-      process.stdout.write(`\x1b[2J\x1b[Hhookmeter hooks: refresh failed (${(err as Error).message}); retrying`)
+      process.stdout.write(
+        `\x1b[2J\x1b[Hhookmeter hooks: refresh failed (${(err as Error).message}); retrying`
+      )
     }
   }
 }

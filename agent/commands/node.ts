@@ -37,7 +37,8 @@ export async function cmdNode(args: string[], stop: AbortSignal): Promise<number
     execs: { type: 'string' },
     json: { type: 'boolean' },
   })
-  const execs = values.execs === undefined ? 500 : parseInteger('--execs', values.execs, 10, 100_000)
+  const execs =
+    values.execs === undefined ? 500 : parseInteger('--execs', values.execs, 10, 100_000)
   requirePrivilege()
   const opts = commonOptions(values)
 

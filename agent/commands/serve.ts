@@ -24,17 +24,20 @@ function readToken(values: Record<string, unknown>): string | null {
     let text: string
     try {
       const st = statSync(file)
-      if (st.mode & 0o077) log.warn(`--token-file ${file} is readable by group or others; chmod 600 it`)
+      if (st.mode & 0o077)
+        log.warn(`--token-file ${file} is readable by group or others; chmod 600 it`)
       text = readFileSync(file, 'utf8').trim()
     } catch (err) {
       throw new UsageError(`--token-file: cannot read ${file}: ${(err as Error).message}`)
     }
-    if (text.length < 16) throw new UsageError(`--token-file: the token in ${file} is shorter than 16 characters`)
+    if (text.length < 16)
+      throw new UsageError(`--token-file: the token in ${file} is shorter than 16 characters`)
     return text
   }
   const env = process.env.HOOKMETER_TOKEN?.trim()
   if (env !== undefined && env !== '') {
-    if (env.length < 16) throw new UsageError('HOOKMETER_TOKEN: the token is shorter than 16 characters')
+    if (env.length < 16)
+      throw new UsageError('HOOKMETER_TOKEN: the token is shorter than 16 characters')
     return env
   }
   return null
@@ -53,23 +56,31 @@ export async function cmdServe(args: string[], stop: AbortSignal): Promise<numbe
   })
   const address = (values.address as string | undefined) ?? '127.0.0.1'
   if (address !== 'localhost' && !isIP(address)) {
-    throw new UsageError(`--address: expected an IP address (such as 127.0.0.1, 0.0.0.0 or ::), got '${address}'`)
+    throw new UsageError(
+      `--address: expected an IP address (such as 127.0.0.1, 0.0.0.0 or ::), got '${address}'`
+    )
   }
-  const port = values.port === undefined ? DEFAULT_PORT : parseInteger('--port', values.port, 0, 65535)
+  const port =
+    values.port === undefined ? DEFAULT_PORT : parseInteger('--port', values.port, 0, 65535)
   const stats = (values.stats ?? 'always') as StatsPolicy
   if (stats !== 'always' && stats !== 'runs') {
     throw new UsageError(`--stats: expected always or runs, got '${values.stats}'`)
   }
   const deliveryExecs =
-    values['delivery-execs'] === undefined ? 200 : parseInteger('--delivery-execs', values['delivery-execs'], 0, 100_000)
+    values['delivery-execs'] === undefined
+      ? 200
+      : parseInteger('--delivery-execs', values['delivery-execs'], 0, 100_000)
   const token = readToken(values)
   if (!token && !isLoopback(address)) {
-    throw new UsageError(`--address: without a token (--token-file or HOOKMETER_TOKEN) the agent binds to loopback only, got '${address}'`)
+    throw new UsageError(
+      `--address: without a token (--token-file or HOOKMETER_TOKEN) the agent binds to loopback only, got '${address}'`
+    )
   }
   requirePrivilege()
 
   const t0 = performance.now()
-  const dataDir = (values['data-dir'] as string | undefined) ?? process.env.HOOKMETER_DATA_DIR ?? DEFAULT_DATA_DIR
+  const dataDir =
+    (values['data-dir'] as string | undefined) ?? process.env.HOOKMETER_DATA_DIR ?? DEFAULT_DATA_DIR
   let agent: Agent
   try {
     agent = await Agent.start({
@@ -103,7 +114,9 @@ export async function cmdServe(args: string[], stop: AbortSignal): Promise<numbe
     startMs: +(performance.now() - t0).toFixed(1),
   })
 
-  await new Promise<void>((resolve) => stop.addEventListener('abort', () => resolve(), { once: true }))
+  await new Promise<void>((resolve) =>
+    stop.addEventListener('abort', () => resolve(), { once: true })
+  )
   const t1 = performance.now()
   ready = false
   server.stop(true)

@@ -80,9 +80,14 @@ export class Agent {
       if (inCluster()) {
         // pods are looked up in the background; until the first list answers, owners have no pod
         try {
-          agent.#pods = PodResolver.fromEnv({ nodeName: agent.nodeName, onWarn: (m, f) => opts.log.warn(m, f) })
+          agent.#pods = PodResolver.fromEnv({
+            nodeName: agent.nodeName,
+            onWarn: (m, f) => opts.log.warn(m, f),
+          })
         } catch (err) {
-          opts.log.warn('pods will not be named: the Kubernetes API is not usable', { error: (err as Error).message })
+          opts.log.warn('pods will not be named: the Kubernetes API is not usable', {
+            error: (err as Error).message,
+          })
         }
       }
       agent.inventory()
@@ -128,7 +133,9 @@ export class Agent {
 
   /** Kubernetes lookups: off outside a cluster, else the resolver's state. */
   podStatus() {
-    return this.#pods ? this.#pods.status() : { state: 'off', reason: 'not in a cluster (KUBERNETES_SERVICE_HOST unset)' }
+    return this.#pods
+      ? this.#pods.status()
+      : { state: 'off', reason: 'not in a cluster (KUBERNETES_SERVICE_HOST unset)' }
   }
 
   async hooks(windowMs: number, signal?: AbortSignal): Promise<HooksWindow> {

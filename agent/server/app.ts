@@ -40,7 +40,9 @@ function json(c: Context, value: unknown, status: 200 | 202 = 200) {
 
 const digest = (s: string) => createHash('sha256').update(s).digest()
 
-const idParam = z.object({ id: z.string().regex(/^[1-9]\d{0,15}$/, 'expected a run id (a positive whole number)') })
+const idParam = z.object({
+  id: z.string().regex(/^[1-9]\d{0,15}$/, 'expected a run id (a positive whole number)'),
+})
 const windowQuery = z
   .object({
     window: z
@@ -49,7 +51,9 @@ const windowQuery = z
       .optional(),
   })
   .strict()
-const toolParam = z.object({ name: z.enum(TOOLS, { error: `expected one of ${TOOLS.join(', ')}` }) })
+const toolParam = z.object({
+  name: z.enum(TOOLS, { error: `expected one of ${TOOLS.join(', ')}` }),
+})
 const compareBody = z
   .object({ a: z.number().int().positive(), b: z.number().int().positive() })
   .strict()
@@ -77,7 +81,12 @@ async function readJson(c: Context): Promise<unknown> {
   }
 }
 
-function parseWith<T extends z.ZodType>(schema: T, value: unknown, what: string, status: 400 | 422): z.infer<T> {
+function parseWith<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  what: string,
+  status: 400 | 422
+): z.infer<T> {
   const r = schema.safeParse(value)
   if (r.success) return r.data
   const issues = zodIssues(r.error)
@@ -92,7 +101,12 @@ export function createApp(opts: AppOptions): Hono {
   app.use('*', async function accessLog(c, next) {
     const start = performance.now()
     await next()
-    const fields = { method: c.req.method, path: c.req.path, status: c.res.status, ms: +(performance.now() - start).toFixed(2) }
+    const fields = {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: +(performance.now() - start).toFixed(2),
+    }
     if (c.req.method === 'GET') log.debug('request', fields)
     else log.info('request', fields)
   })
@@ -100,14 +114,20 @@ export function createApp(opts: AppOptions): Hono {
   // mutating requests: a bearer token, compared in constant time
   const requireToken = async function requireToken(c: Context, next: () => Promise<void>) {
     if (!tokenDigest) {
-      throw new ApiError(401, 'this agent has no token configured and is read-only; start it with --token-file or HOOKMETER_TOKEN')
+      throw new ApiError(
+        401,
+        'this agent has no token configured and is read-only; start it with --token-file or HOOKMETER_TOKEN'
+      )
     }
     const header = c.req.header('authorization') ?? ''
     // the scheme is case-insensitive (RFC 9110, 11.1)
     const m = /^bearer +(\S.*)$/i.exec(header)
     if (!m || !timingSafeEqual(digest(m[1]!), tokenDigest)) {
       c.header('www-authenticate', 'Bearer realm="hookmeter"')
-      throw new ApiError(401, m ? 'wrong bearer token' : 'missing bearer token (Authorization: Bearer <token>)')
+      throw new ApiError(
+        401,
+        m ? 'wrong bearer token' : 'missing bearer token (Authorization: Bearer <token>)'
+      )
     }
     await next()
   }
@@ -122,21 +142,32 @@ export function createApp(opts: AppOptions): Hono {
 
   app.get('/v1/programs', (c) => {
     const inv = agent.inventory()
-    return json(c, { programs: inv.programs, maps: inv.maps, links: inv.links, warnings: inv.warnings })
+    return json(c, {
+      programs: inv.programs,
+      maps: inv.maps,
+      links: inv.links,
+      warnings: inv.warnings,
+    })
   })
 
   app.get('/v1/hooks', async (c) => {
     const q = parseWith(windowQuery, c.req.query(), 'query', 400)
     const ms = q.window ? parseDurationMs(q.window) : 5000
     if (ms < 1000 || ms > 300_000) {
-      const issue = { code: 'too_big', path: ['window'], message: 'expected a window from 1s to 300s' }
+      const issue = {
+        code: 'too_big',
+        path: ['window'],
+        message: 'expected a window from 1s to 300s',
+      }
       if (ms < 1000) issue.code = 'too_small'
       throw new ApiError(400, issuesMessage('query', [issue]), [issue])
     }
     return json(c, await agent.hooks(ms, c.req.raw.signal))
   })
 
-  app.get('/v1/tools', (c) => json(c, toolsReport(agent.inventory(), { lastRun: lastDoneRun(agent) })))
+  app.get('/v1/tools', (c) =>
+    json(c, toolsReport(agent.inventory(), { lastRun: lastDoneRun(agent) }))
+  )
 
   app.get('/v1/tools/:name', (c) => {
     const { name } = parseWith(toolParam, c.req.param(), 'path', 400)
@@ -145,7 +176,12 @@ export function createApp(opts: AppOptions): Hono {
 
   app.post('/v1/bench/micro', requireToken, async (c) => {
     const body = await readJson(c)
-    const options = parseWith(microOptionsWithAllowlist(agent.opts.allowed), body, 'benchmark options', 422)
+    const options = parseWith(
+      microOptionsWithAllowlist(agent.opts.allowed),
+      body,
+      'benchmark options',
+      422
+    )
     if (options.condition === 'baseline' && !options.force) {
       const problem = baselineProblem(agent.inventory(0), 'force: true')
       if (problem) {
@@ -158,7 +194,9 @@ export function createApp(opts: AppOptions): Hono {
       return json(c, { id, status: 'running' }, 202)
     } catch (err) {
       if (err instanceof BusyError) {
-        throw new ApiError(409, err.message, [{ code: 'conflict', path: [], message: `run ${err.runId} is running` }])
+        throw new ApiError(409, err.message, [
+          { code: 'conflict', path: [], message: `run ${err.runId} is running` },
+        ])
       }
       throw err
     }
@@ -172,7 +210,13 @@ export function createApp(opts: AppOptions): Hono {
     if (!run) throw new ApiError(404, `no run ${id}`)
     const current = agent.currentRun
     const progress = current?.id === run.id ? current.progress : undefined
-    return json(c, { ...(run.report ?? { run: { id: run.id } }), status: run.status, error: run.error, createdAt: run.createdAt, ...(progress ? { progress } : {}) })
+    return json(c, {
+      ...(run.report ?? { run: { id: run.id } }),
+      status: run.status,
+      error: run.error,
+      createdAt: run.createdAt,
+      ...(progress ? { progress } : {}),
+    })
   })
 
   app.get('/v1/runs/:id/events', (c) => {
@@ -203,7 +247,10 @@ export function createApp(opts: AppOptions): Hono {
         while (queue.length) {
           const e = queue.shift()!
           if (e.type === 'progress') {
-            await stream.writeSSE({ event: 'progress', data: JSON.stringify({ done: e.done, total: e.total }) })
+            await stream.writeSSE({
+              event: 'progress',
+              data: JSON.stringify({ done: e.done, total: e.total }),
+            })
           } else {
             await stream.writeSSE({ event: 'end', data: JSON.stringify({ status: e.status }) })
             unsubscribe()
@@ -222,7 +269,10 @@ export function createApp(opts: AppOptions): Hono {
     const runs = [body.a, body.b].map((id, i) => {
       const run = agent.store.getRun(id)
       const field = i === 0 ? 'a' : 'b'
-      if (!run) throw new ApiError(404, `no run ${id}`, [{ code: 'not_found', path: [field], message: `no run ${id}` }])
+      if (!run)
+        throw new ApiError(404, `no run ${id}`, [
+          { code: 'not_found', path: [field], message: `no run ${id}` },
+        ])
       if (run.status !== 'done' || !run.report) {
         throw new ApiError(409, `run ${id} is ${run.status}: it has no results to compare`, [
           { code: 'not_done', path: [field], message: `run ${id} is ${run.status}` },
@@ -230,11 +280,16 @@ export function createApp(opts: AppOptions): Hono {
       }
       return run
     })
-    return json(c, compareRuns(runs[0]!.report!, runs[0]!.samples, runs[1]!.report!, runs[1]!.samples))
+    return json(
+      c,
+      compareRuns(runs[0]!.report!, runs[0]!.samples, runs[1]!.report!, runs[1]!.samples)
+    )
   })
 
   app.get('/metrics', (c) =>
-    c.body(renderMetrics(agent), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
+    c.body(renderMetrics(agent), 200, {
+      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+    })
   )
 
   app.get('/', (c) => c.html(reportPage()))

@@ -24,7 +24,11 @@ export function zodIssues(error: z.ZodError): ApiIssue[] {
     const path = i.path.map((p) => (typeof p === 'symbol' ? String(p) : p))
     // one issue per unknown field, each naming it in its path
     if (i.code === 'unrecognized_keys') {
-      return i.keys.map((k) => ({ code: i.code, path: [...path, k], message: `unknown field '${k}'` }))
+      return i.keys.map((k) => ({
+        code: i.code,
+        path: [...path, k],
+        message: `unknown field '${k}'`,
+      }))
     }
     return [{ code: i.code, path, message: i.message }]
   })
