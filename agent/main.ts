@@ -34,7 +34,8 @@ commands:
                            latency and wake-up cost  [--execs N] [--json]
   hooks [--once]           every eBPF program on the host: ns/run, runs/s, CPU share, owners,
                            hook (live, or one window)  [--window 5s] [--interval 1s] [--json]
-  arch [TOOL] [--json]     each security tool as observed now: programs and hooks, maps by
+  arch [TOOL] [--json] [--data-dir DIR]
+                           each security tool as observed now: programs and hooks, maps by
                            type and size, delivery, tail-call graph, policy scopes
                            (TOOL: kubearmor, tetragon, falco, tracee, other)
   policies validate FILE…  check tool policies against their schemas (audit only), with lines

@@ -1,7 +1,13 @@
 /**
  * `hookmeter arch [TOOL] [--json]`: how each tool on this node is built, as observed now.
  */
-import { parseOptions, requirePrivilege, UsageError } from '../cli.ts'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+
+import type { MicroReport } from '../bench/report.ts'
+import { parseOptions, requirePrivilege, RuntimeError, UsageError } from '../cli.ts'
+import { DB_FILE, RunStore, StoreError } from '../store.ts'
+import { DEFAULT_DATA_DIR } from './bench.ts'
 import { takeInventory } from '../inventory.ts'
 import {
   toolsReport,
@@ -15,7 +21,7 @@ import { TOOLS, type Tool } from '../tools/types.ts'
 export async function cmdArch(args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(
     args,
-    { json: { type: 'boolean' } },
+    { json: { type: 'boolean' }, 'data-dir': { type: 'string' } },
     { positionals: 1 }
   )
   const name = positionals[0]
@@ -24,7 +30,7 @@ export async function cmdArch(args: string[]): Promise<number> {
   }
   requirePrivilege()
 
-  const report = toolsReport(takeInventory())
+  const report = toolsReport(takeInventory(), { lastRun: lastRunIn(values['data-dir']) })
   const one = name === undefined ? null : report.tools.find((t) => t.tool === (name as Tool))!
 
   if (values.json) {
@@ -41,6 +47,20 @@ export async function cmdArch(args: string[]): Promise<number> {
   for (const w of report.warnings) parts.push(`warning: ${w}`)
   process.stdout.write(`${parts.join('\n\n')}\n`)
   return 0
+}
+
+/** The newest finished run of the store, for per-exec costs; none when there is no store yet. */
+function lastRunIn(dir: string | undefined): MicroReport | null {
+  const path = dir ?? process.env.HOOKMETER_DATA_DIR ?? DEFAULT_DATA_DIR
+  if (!existsSync(join(path, DB_FILE))) return null
+  try {
+    using store = RunStore.open(path)
+    const newest = store.listRuns({ limit: 50 }).find((r) => r.status === 'done')
+    return newest ? (store.getRun(newest.id)?.report ?? null) : null
+  } catch (err) {
+    if (err instanceof StoreError) throw new RuntimeError(err.message)
+    throw err
+  }
 }
 
 const KiB = 1024
