@@ -1,7 +1,14 @@
 // libbpf-bindings against the live kernel and the real libbpf.so.1: load, attach, maps, global
 // data, enumeration, statistics, dispose and errors. Needs root.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -16,12 +23,28 @@ import {
   STATS_SYSCTL,
 } from '../libbpf-bindings/stats.ts'
 import { ensureTracefs } from '../libbpf-bindings/tracefs.ts'
+import { waitNoHmPrograms } from './helpers.ts'
 
 const root = join(import.meta.dir, '..')
 const PROBE = join(root, 'bpf/hm_probe.bpf.o')
 const FEATURES = join(root, 'bpf/hm_features.bpf.o')
 const isRoot = process.getuid?.() === 0
 const clang = Bun.which('clang-19')
+
+/** Another process keeping statistics on would keep the counters moving after ours closes. */
+function statsHeldElsewhere(): boolean {
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    if (Number(pid) === process.pid) continue
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`).includes('bpf-stats')) return true
+      }
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return false
+}
 
 let tmp = ''
 let sysctlBefore = 0
@@ -269,18 +292,21 @@ describe.skipIf(!isRoot)('statistics', () => {
     return programInfoByFd(fd).runCnt - before
   }
 
-  test('counters advance while a stats fd is held and freeze once it is closed', async () => {
-    writeFileSync(STATS_SYSCTL, '0')
-    let counted = 0n
-    {
-      using s = StatsSession.open()
-      expect(s.mode).toBe('fd')
-      counted = await runCount(() => {})
-      expect(readStatsSysctl()).toBe(0)
+  test.skipIf(statsHeldElsewhere())(
+    'counters advance while a stats fd is held and freeze once it is closed',
+    async () => {
+      writeFileSync(STATS_SYSCTL, '0')
+      let counted = 0n
+      {
+        using s = StatsSession.open()
+        expect(s.mode).toBe('fd')
+        counted = await runCount(() => {})
+        expect(readStatsSysctl()).toBe(0)
+      }
+      expect(counted).toBeGreaterThan(200n)
+      expect(await runCount(() => {})).toBe(0n)
     }
-    expect(counted).toBeGreaterThan(200n)
-    expect(await runCount(() => {})).toBe(0n)
-  })
+  )
 
   test('the sysctl fallback restores 0 and leaves a preset 1 alone', () => {
     const marker = join(tmp, 'stats-marker')
@@ -315,7 +341,7 @@ describe.skipIf(!isRoot)('statistics', () => {
 
 describe.skipIf(!isRoot)('leaving nothing behind', () => {
   test('no hm_ program is left once every object here is closed', async () => {
-    copyFileSync(PROBE, join(tmp, 'copy.bpf.o'))
-    expect(await waitGone('hm_')).toEqual([])
+    // another hookmeter running on the host holds its own; only unheld ones are leaks
+    expect(await waitNoHmPrograms()).toEqual([])
   })
 })
