@@ -62,7 +62,7 @@ async function pass(
     probe.addSpawner(tid)
     await loop.start()
   } finally {
-    collected = await probe.detach()
+    collected = await probe.detach({ keepAttached: true })
   }
   const after = programInfoByFd(exitFd)
   const runs = Number(after.runCnt - before.runCnt)
@@ -132,5 +132,6 @@ export async function calibrateDelivery(opts: {
     }
   }
   check()
+  // the passes kept the programs attached; the caller's detach, or the next run's, ends that
   return { execs, binary, statsMode: stats.mode, exitProgNoOutputNs: none.exitNsPerRun, mechanisms }
 }

@@ -69,8 +69,7 @@ export function diffWindow(
   start: { at: bigint; counters: Snapshot },
   end: { at: bigint; counters: Snapshot },
   inventory: Inventory,
-  statsMode: StatsMode,
-  startMisses = new Map<string, bigint>()
+  statsMode: StatsMode
 ): HooksWindow {
   const windowNs = Number(end.at - start.at)
   const ncpu = cpus().length || 1
@@ -84,16 +83,8 @@ export function diffWindow(
     // a program loaded inside the window counts from zero
     const runs = Number(e.runCnt - (b?.runCnt ?? 0n))
     const runTimeNs = Number(e.runTimeNs - (b?.runTimeNs ?? 0n))
-    rows.push(
-      row(
-        p,
-        runs,
-        runTimeNs,
-        windowNs,
-        ncpu,
-        Number(p.recursionMisses - (startMisses.get(k) ?? p.recursionMisses))
-      )
-    )
+    const misses = Number(e.recursionMisses - (b?.recursionMisses ?? 0n))
+    rows.push(row(p, runs, runTimeNs, windowNs, ncpu, misses))
   }
 
   rows.sort((a, b) => b.runTimeNs - a.runTimeNs || a.progId - b.progId)
@@ -118,20 +109,20 @@ function row(
   }
 }
 
-/** One window: baseline snapshot, wait, end snapshot, then names, owners and hooks. */
+/**
+ * One window: a counter snapshot, the wait, another, then names, owners and hooks. `inventory`
+ * lets the agent pass its cached one: the counters are what must be fresh.
+ */
 export async function measureWindow(
   windowMs: number,
   statsMode: StatsMode,
-  signal?: AbortSignal
+  signal?: AbortSignal,
+  inventory: () => Inventory = takeInventory
 ): Promise<HooksWindow> {
-  const before = takeInventory()
-  const misses = new Map(
-    before.programs.map((p) => [key(p.progId, p.loadTimeNs), p.recursionMisses])
-  )
   const start = snapshot()
   await sleep(windowMs, signal)
   const end = snapshot()
-  return diffWindow(start, end, takeInventory(), statsMode, misses)
+  return diffWindow(start, end, inventory(), statsMode)
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -124,7 +124,7 @@ export class ExecProbe implements Disposable {
    * exists. Throws (having undone everything) if any step fails.
    */
   async attach(opts: AttachOptions): Promise<void> {
-    if (this.attached) throw new Error('exec probe is already attached')
+    if (this.#readers.length) throw new Error('exec probe is already measuring')
     const mechanisms = opts.mechanisms ?? ['ringbuf', 'perf']
     const batch = opts.policy === 'per-record' ? 1 : Math.max(2, opts.batchSize ?? 256)
     this.#policy = opts.policy
@@ -161,11 +161,14 @@ export class ExecProbe implements Disposable {
       }
       await Promise.all(this.#readers.map((r) => r.ready()))
 
-      const reason = ensureTracefs()
-      if (reason) throw new Error(`cannot attach the exec probe: ${reason}`)
-      for (const name of PROGRAMS) this.#links.push(this.object.program(name).attach())
+      // still attached from a detach({ keepAttached: true }): only the readers are new
+      if (!this.#links.length) {
+        const reason = ensureTracefs()
+        if (reason) throw new Error(`cannot attach the exec probe: ${reason}`)
+        for (const name of PROGRAMS) this.#links.push(this.object.program(name).attach())
+      }
     } catch (err) {
-      await this.#teardown(false)
+      await this.#teardown(false, false)
       throw err
     }
   }
@@ -186,10 +189,12 @@ export class ExecProbe implements Disposable {
 
   /**
    * Detaches the programs, drains what the buffers still hold, stops the readers and returns what
-   * was collected since attach().
+   * was collected since attach(). With keepAttached the programs stay on their hooks (tracing
+   * nobody, as the spawners are cleared) for the next attach(): detaching a perf-event
+   * tracepoint blocks for tens of ms, which a run of several passes should pay only once.
    */
-  async detach(): Promise<ProbeCollection> {
-    await this.#teardown(true)
+  async detach(opts: { keepAttached?: boolean } = {}): Promise<ProbeCollection> {
+    await this.#teardown(true, opts.keepAttached ?? false)
     if (this.#readerError) throw this.#readerError
     const counters = this.counters()
     const records = this.#records
@@ -206,9 +211,18 @@ export class ExecProbe implements Disposable {
     }
   }
 
-  async #teardown(drain: boolean): Promise<void> {
+  /** Takes the programs off their hooks if a detach({ keepAttached: true }) left them there. */
+  detachPrograms(): void {
+    if (this.#readers.length) return
     for (const link of this.#links.reverse()) link.close()
     this.#links = []
+  }
+
+  async #teardown(drain: boolean, keepAttached: boolean): Promise<void> {
+    if (!keepAttached) {
+      for (const link of this.#links.reverse()) link.close()
+      this.#links = []
+    }
     const spawners = this.object.closed ? [] : this.object.map('hm_spawners').kernel.keys()
     for (const key of spawners) this.object.map('hm_spawners').kernel.delete(key)
     if (drain) await Promise.all(this.#readers.map((r) => r.drain()))

@@ -501,7 +501,12 @@ describe.skipIf(kernelProblem !== null)('hookmeter serve with a token', () => {
     const rows = body.hooks as any[]
     expect(rows.length).toBeGreaterThan(0)
     for (const r of rows) {
-      expect(Object.keys(r).sort()).toEqual(
+      expect(['kubearmor', 'tetragon', 'falco', 'tracee', 'other']).toContain(r.tool)
+      expect(
+        Object.keys(r)
+          .filter((k) => k !== 'toolDetail')
+          .sort()
+      ).toEqual(
         [
           'cpuShare',
           'fullName',
@@ -515,6 +520,7 @@ describe.skipIf(kernelProblem !== null)('hookmeter serve with a token', () => {
           'runTimeNs',
           'runs',
           'runsPerSecond',
+          'tool',
           'type',
         ].sort()
       )

@@ -68,6 +68,18 @@ export async function runMicro(
   opts: MicroOptions,
   ctx: MicroContext
 ): Promise<{ report: MicroReport; samples: Float64Array }> {
+  try {
+    return await measure(opts, ctx)
+  } finally {
+    // a failure or an abort between the calibration's passes can leave the programs attached
+    ctx.probe.detachPrograms()
+  }
+}
+
+async function measure(
+  opts: MicroOptions,
+  ctx: MicroContext
+): Promise<{ report: MicroReport; samples: Float64Array }> {
   const warnings: string[] = []
   const phase = (p: MicroPhase, d: string) => ctx.onPhase?.(p, d)
   const deliveryExecs = ctx.deliveryExecs ?? 200

@@ -106,6 +106,7 @@ export async function cmdServe(args: string[], stop: AbortSignal): Promise<numbe
     throw new RuntimeError(`cannot listen on ${address}:${port}: ${(err as Error).message}`)
   }
   ready = true
+  void agent.probeFeatures()
   log.info('agent ready', {
     url: `http://${address.includes(':') ? `[${address}]` : address}:${server.port}`,
     node: agent.nodeName,

@@ -7,7 +7,12 @@ import { hostname } from 'node:os'
 import { StatsSession, type StatsMode } from '../../libbpf-bindings/stats.ts'
 import { AbortedError, runMicro } from '../bench/micro.ts'
 import type { MicroOptions } from '../bench/options.ts'
-import { probeKernel, type KernelReport } from '../features.ts'
+import { existsSync } from 'node:fs'
+import { arch, release } from 'node:os'
+
+import { libbpfVersion } from '../../libbpf-bindings/libbpf.ts'
+import { readStatsSysctl } from '../../libbpf-bindings/stats.ts'
+import { KERNEL_BTF, probeKernel, type KernelReport } from '../features.ts'
 import { measureWindow, type HooksWindow } from '../hooks.ts'
 import { takeInventory, type Inventory } from '../inventory.ts'
 import { inCluster, PodResolver } from '../k8s.ts'
@@ -63,19 +68,40 @@ export class Agent {
   private constructor(
     readonly opts: AgentOptions,
     readonly store: RunStore,
-    readonly probe: ExecProbe,
-    readonly kernel: KernelReport
+    readonly probe: ExecProbe
   ) {}
 
-  /** Probes the kernel, opens the store, loads and verifies the probe, takes an inventory. */
+  #kernel: KernelReport | null = null
+  #kernelProbe: Promise<void> | null = null
+
+  /** Kernel features, probed once in the background after start (null until then). */
+  get kernel(): KernelReport | null {
+    return this.#kernel
+  }
+
+  /**
+   * Loading and attaching a program of each kind takes a few hundred ms, most of it detaching
+   * perf-event tracepoints; it runs after the agent is serving, not before.
+   */
+  probeFeatures(): Promise<void> {
+    this.#kernelProbe ??= probeKernel({ btfPath: this.opts.kernelBtf })
+      .then((k) => {
+        this.#kernel = k
+      })
+      .catch((err) =>
+        this.opts.log.warn('kernel feature probe failed', { error: (err as Error).message })
+      )
+    return this.#kernelProbe
+  }
+
+  /** Opens the store, loads and verifies the probe, takes an inventory. */
   static async start(opts: AgentOptions): Promise<Agent> {
     const store = RunStore.open(opts.dataDir)
     try {
       const aborted = store.markInterrupted()
       if (aborted) opts.log.warn(`${aborted} run(s) from an earlier agent were marked aborted`)
-      const kernel = await probeKernel({ btfPath: opts.kernelBtf })
       const probe = await ExecProbe.load(opts.probeObject, { btfCustomPath: opts.kernelBtf })
-      const agent = new Agent(opts, store, probe, kernel)
+      const agent = new Agent(opts, store, probe)
       if (opts.stats === 'always') agent.#stats = StatsSession.open()
       if (inCluster()) {
         // pods are looked up in the background; until the first list answers, owners have no pod
@@ -139,9 +165,10 @@ export class Agent {
   }
 
   async hooks(windowMs: number, signal?: AbortSignal): Promise<HooksWindow> {
-    if (this.#stats) return measureWindow(windowMs, this.#stats.mode, signal)
+    const inventory = () => this.inventory(1000)
+    if (this.#stats) return measureWindow(windowMs, this.#stats.mode, signal, inventory)
     using stats = StatsSession.open()
-    return measureWindow(windowMs, stats.mode, signal)
+    return measureWindow(windowMs, stats.mode, signal, inventory)
   }
 
   /** Starts a run in the background; throws BusyError while another one is going. */
@@ -222,6 +249,7 @@ export class Agent {
       current.abort.abort()
       await current.finished
     }
+    await this.#kernelProbe
     this.#pods?.close()
     this.probe.close()
     this.#stats?.close()
@@ -235,13 +263,15 @@ export class Agent {
       startedAt: this.startedAt,
       pid: process.pid,
       kernel: {
-        release: this.kernel.release,
-        arch: this.kernel.arch,
-        libbpf: this.kernel.libbpf,
-        btf: this.kernel.btf,
-        statsSysctl: this.kernel.statsSysctl,
+        release: release(),
+        arch: arch(),
+        libbpf: libbpfVersion(),
+        btf: existsSync(this.opts.kernelBtf ?? KERNEL_BTF),
+        statsSysctl: readStatsSysctl(),
       },
-      features: this.kernel.features,
+      /** empty until the background probe has run (featuresProbed) */
+      features: this.#kernel?.features ?? [],
+      featuresProbed: this.#kernel !== null,
       statsMode: this.statsMode,
       statsPolicy: this.opts.stats,
       probe: { loaded: true, attached: this.probe.attached },

@@ -138,7 +138,11 @@ export function createApp(opts: AppOptions): Hono {
     opts.ready() ? json(c, { ready: true }) : c.json({ ready: false }, 503)
   )
 
-  app.get('/v1/node', (c) => json(c, agent.info()))
+  app.get('/v1/node', async (c) => {
+    // the background feature probe finishes within a second of start; wait for it once
+    await agent.probeFeatures()
+    return json(c, agent.info())
+  })
 
   app.get('/v1/programs', (c) => {
     const inv = agent.inventory()
