@@ -150,3 +150,20 @@ export function noteSignal(sig: NodeJS.Signals): void {
 export function interruptedExitCode(): number {
   return stopSignal === 'SIGTERM' ? 143 : 130
 }
+
+/**
+ * A string safe to print on a terminal: control characters (a comm, a label or an argument can
+ * carry escape sequences) are shown as \xNN instead of being sent to the terminal.
+ */
+export function printable(s: string): string {
+  // eslint-style ranges: C0 controls, DEL and C1 controls
+  return s.replace(
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`
+  )
+}
+
+/** printable() for a whole report: keeps its line breaks. */
+export function printableText(text: string): string {
+  return text.split('\n').map(printable).join('\n')
+}

@@ -317,16 +317,6 @@ export interface CompareOptions {
   seed?: number
 }
 
-/**
- * Whether an owner process is hookmeter itself: comm `hookmeter`, or an executable named
- * `hookmeter` (the compiled agent) or `bun` (the agent run from source). The report carries no
- * agent pid, so this goes by name, and it also leaves out any other Bun process on the host.
- */
-export function isHookmeterOwner(o: { comm: string; exe: string }): boolean {
-  const exe = o.exe.slice(o.exe.lastIndexOf('/') + 1)
-  return o.comm === 'hookmeter' || exe === 'hookmeter' || exe === 'bun' || exe === 'bun.exe'
-}
-
 function hookKey(h: MicroHook): HookKey {
   return { comm: h.owners[0]?.comm ?? '', fullName: h.fullName, hook: h.hook }
 }
@@ -358,7 +348,6 @@ function groupOwners(
 ): Map<string, { comm: string; exe: string; cpu: number }> {
   const out = new Map<string, { comm: string; exe: string; cpu: number }>()
   for (const o of owners) {
-    if (isHookmeterOwner(o)) continue
     const k = keyString(o.comm, o.exe)
     const g = out.get(k)
     if (g) g.cpu += o.cpuNsPerExec
@@ -465,8 +454,8 @@ function pairWarnings(a: MicroReport, b: MicroReport): string[] {
 /**
  * Run B against run A. `sa` and `sb` are the runs' per-exec latencies (ns); they give the medians
  * and the interval. Hooks are matched by (first owner's comm, fullName, hook), as program ids
- * change between runs, and summed within a run; hookmeter's own programs and processes (see
- * isHookmeterOwner) are left out of every table and sum.
+ * change between runs, and summed within a run; the measuring hookmeter's own programs (`own`)
+ * are left out of every table and sum; its own process is never among a report's owners.
  */
 export function compareRuns(
   a: MicroReport,

@@ -84,8 +84,7 @@ async function main(argv: string[]): Promise<number> {
       case 'node':
         return await cmdNode(rest, stop.signal)
       case 'hooks':
-        await cmdHooks(rest, stop.signal)
-        return 0
+        return await cmdHooks(rest, stop.signal)
       case 'version':
       case '--version':
         process.stdout.write(`hookmeter ${pkg.version}\n`)
@@ -110,7 +109,8 @@ async function main(argv: string[]): Promise<number> {
       log.error(err.message)
       return 1
     }
-    log.error((err as Error).message ?? String(err), { stack: (err as Error).stack })
+    log.error((err as Error).message ?? String(err))
+    log.debug('stack', { stack: (err as Error).stack })
     return 1
   } finally {
     await runCleanups((err) => log.warn('cleanup failed', { error: err.message }))

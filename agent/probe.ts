@@ -102,6 +102,16 @@ export class ExecProbe implements Disposable {
     using file = await objectFile(objectPath)
     const object = BpfObject.open(file.path, { objectName: 'hm_probe', ...opts })
     try {
+      const missing = [
+        ...PROGRAMS.filter((n) => !object.programs().some((p) => p.name === n)),
+        ...['hm_spawners', 'hm_children', 'hm_rb', 'hm_perf', '.data', '.bss'].filter(
+          (n) => !object.maps().some((m) => m.name === n || m.name.endsWith(n))
+        ),
+      ]
+      if (missing.length)
+        throw new Error(
+          `${objectPath} is not a hookmeter exec probe: it lacks ${missing.join(', ')}`
+        )
       object.load()
       return new ExecProbe(object)
     } catch (err) {

@@ -8,6 +8,7 @@
  */
 import { hostname, release } from 'node:os'
 
+import { programInfoByFd } from '../../libbpf-bindings/enumerate.ts'
 import type { Mechanism } from '../../libbpf-bindings/reader.ts'
 import type { StatsMode } from '../../libbpf-bindings/stats.ts'
 import { calibrateDelivery, DeliveryAbortedError, type DeliveryReport } from '../delivery.ts'
@@ -17,6 +18,7 @@ import { takeInventory, type Inventory, type OwnerRef } from '../inventory.ts'
 import type { ExecProbe, ExecRecord } from '../probe.ts'
 import { processCpuNs } from '../procfs.ts'
 import { histogram, mean, quantiles } from '../stats.ts'
+import { resolvedBinary } from '../allowlist.ts'
 import type { MicroOptions } from './options.ts'
 import type { MicroHook, MicroOwner, MicroReport, Quantiles } from './report.ts'
 import pkg from '../../package.json' with { type: 'json' }
@@ -82,6 +84,8 @@ async function measure(
 ): Promise<{ report: MicroReport; samples: Float64Array }> {
   const warnings: string[] = []
   const phase = (p: MicroPhase, d: string) => ctx.onPhase?.(p, d)
+  // exec what the allowlist check resolved, so a link changed later is not followed
+  const exe = resolvedBinary(opts.binary)
   const deliveryExecs = ctx.deliveryExecs ?? 200
 
   // delivery calibration: latency and wake-up cost per mechanism, on this node, now
@@ -106,7 +110,7 @@ async function measure(
   let perExecNs = 1e6
   if (opts.warmup > 0) {
     using loop = createExecLoop({
-      binary: opts.binary,
+      binary: exe,
       args: opts.args,
       iterations: opts.warmup,
       warmup: 0,
@@ -154,7 +158,7 @@ async function measure(
     // the counted loop, its children traced
     phase('loop', `loop: ${opts.iterations} execs of ${opts.binary}`)
     using loop = createExecLoop({
-      binary: opts.binary,
+      binary: exe,
       args: opts.args,
       iterations: opts.iterations,
       warmup: 0,
@@ -184,6 +188,9 @@ async function measure(
   const latency = result.latencyNs
   const meanLatency = mean(latency)
 
+  // hookmeter's own programs are this probe's, by id: a name can be borrowed by anyone
+  const ownIds = new Set(Object.values(ctx.probe.programFds()).map((fd) => programInfoByFd(fd).id))
+
   // per hook: raw deltas over the loop, and per exec less the idle window's rate
   const key = (id: number, t: bigint) => `${id}:${t}`
   const hooks: MicroHook[] = []
@@ -208,7 +215,7 @@ async function measure(
       runsPerExec: (runs - bgRuns) / n,
       nsPerExec,
       shareOfExec: meanLatency > 0 ? nsPerExec / meanLatency : 0,
-      own: p.name.startsWith('hm_'),
+      own: ownIds.has(p.progId),
     })
   }
   const gone = before.programs.filter(
@@ -219,6 +226,15 @@ async function measure(
       `program ${p.progId} ${p.fullName} was unloaded during the run and is not in the table`
     )
   hooks.sort((a, b) => b.nsPerExec - a.nsPerExec || a.progId - b.progId)
+
+  // the probe's exit program runs once per child of the loop: far from 1 per exec, the idle
+  // window did not see the same background as the loop (another run, a busy host)
+  const exit = hooks.find((h) => h.own && h.fullName === 'hm_sched_process_exit')
+  if (exit && Math.abs(exit.runsPerExec - 1) > 0.1) {
+    warnings.push(
+      `background correction is unreliable: hookmeter's exit probe ran ${exit.runsPerExec.toFixed(2)} times per exec after correction, not 1 (other work on the host changed between the idle window and the loop)`
+    )
+  }
 
   // user-space share: CPU of every owner process (hookmeter itself left out)
   const owners: MicroOwner[] = []

@@ -13,7 +13,10 @@ export const CONDITIONS = ['baseline', 'no-policy', 'policy'] as const
 export const microOptionsSchema = z
   .object({
     iterations: z.number().int().min(1).max(1_000_000).default(10_000),
-    binary: z.string().min(1).default('/usr/bin/ls'),
+    binary: z
+      .string()
+      .min(1, 'expected an absolute path, got an empty string')
+      .default('/usr/bin/ls'),
     args: z
       .array(
         z
@@ -25,7 +28,12 @@ export const microOptionsSchema = z
       .default([]),
     warmup: z.number().int().min(0).max(100_000).default(100),
     condition: z.enum(CONDITIONS).nullable().default(null),
-    label: z.string().max(200).nullable().default(null),
+    label: z
+      .string()
+      .max(200)
+      .refine((s) => !/[\u0000-\u001f\u007f-\u009f]/.test(s), 'must not contain control characters')
+      .nullable()
+      .default(null),
     force: z.boolean().default(false),
   })
   .strict()

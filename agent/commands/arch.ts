@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 
 import type { MicroReport } from '../bench/report.ts'
-import { parseOptions, requirePrivilege, RuntimeError, UsageError } from '../cli.ts'
+import { parseOptions, printableText, requirePrivilege, RuntimeError, UsageError } from '../cli.ts'
 import { DB_FILE, RunStore, StoreError } from '../store.ts'
 import { DEFAULT_DATA_DIR } from './bench.ts'
 import { takeInventory } from '../inventory.ts'
@@ -45,7 +45,7 @@ export async function cmdArch(args: string[]): Promise<number> {
     if (absent.length > 0) parts.push(`not observed on this node: ${absent.join(', ')}`)
   }
   for (const w of report.warnings) parts.push(`warning: ${w}`)
-  process.stdout.write(`${parts.join('\n\n')}\n`)
+  process.stdout.write(`${printableText(parts.join('\n\n'))}\n`)
   return 0
 }
 

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+
 import { StatsSession } from '../../libbpf-bindings/stats.ts'
 import { allowedBinaries } from '../allowlist.ts'
 import { AbortedError, runMicro } from '../bench/micro.ts'
@@ -14,12 +17,13 @@ import {
   onCleanup,
   parseInteger,
   parseOptions,
+  printableText,
   requirePrivilege,
   RuntimeError,
   UsageError,
 } from '../cli.ts'
 import { compareRuns, formatCompare } from '../compare.ts'
-import { RunStore, StoreError } from '../store.ts'
+import { DB_FILE, RunStore, StoreError } from '../store.ts'
 import { commonOptions, loadProbe, log, progressReporter } from './common.ts'
 
 export const DEFAULT_DATA_DIR = '/var/lib/hookmeter'
@@ -34,13 +38,25 @@ const FLAG: Record<string, string> = {
   force: '--force',
 }
 
-function dataDir(values: Record<string, unknown>): string {
-  return (
-    (values['data-dir'] as string | undefined) ?? process.env.HOOKMETER_DATA_DIR ?? DEFAULT_DATA_DIR
-  )
+/** --data-dir, else HOOKMETER_DATA_DIR, else the default; an empty value is an error, not ".". */
+export function dataDir(values: Record<string, unknown>): string {
+  const flag = values['data-dir'] as string | undefined
+  if (flag !== undefined && flag.trim() === '')
+    throw new UsageError('--data-dir: expected a directory, got an empty string')
+  const env = process.env.HOOKMETER_DATA_DIR
+  if (flag === undefined && env !== undefined && env.trim() === '') {
+    throw new UsageError('HOOKMETER_DATA_DIR: expected a directory, got an empty string')
+  }
+  return flag ?? env ?? DEFAULT_DATA_DIR
 }
 
-function openStore(dir: string): RunStore {
+/** Opens the store; commands that only read do not create one where there is none. */
+function openStore(dir: string, opts: { create?: boolean } = { create: true }): RunStore {
+  if (!opts.create && !existsSync(join(dir, DB_FILE))) {
+    throw new RuntimeError(
+      `no runs stored yet: no ${DB_FILE} in ${dir} (run bench micro, or pass --data-dir)`
+    )
+  }
   try {
     const store = RunStore.open(dir)
     onCleanup(() => store.close())
@@ -109,6 +125,13 @@ async function cmdMicro(args: string[], stop: AbortSignal): Promise<number> {
   const store = openStore(dataDir(values))
   const interrupted = store.markInterrupted()
   if (interrupted) log.warn(`${interrupted} earlier run(s) had not finished; marked aborted`)
+  // runs still marked running belong to live processes: two loops at once spoil both
+  const going = store.listRuns({ limit: 50 }).find((r) => r.status === 'running')
+  if (going) {
+    throw new RuntimeError(
+      `run ${going.id} is still going in ${store.path}: one run at a time (wait for it, or stop it)`
+    )
+  }
   const stats = StatsSession.open()
   onCleanup(() => stats.close())
   const probe = await loadProbe(commonOptions(values))
@@ -135,7 +158,9 @@ async function cmdMicro(args: string[], stop: AbortSignal): Promise<number> {
       onProgress: progressReporter('loop'),
     })
     store.finishRun(id, report, samples)
-    process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatMicro(report)}\n`)
+    process.stdout.write(
+      values.json ? `${JSON.stringify(report)}\n` : `${printableText(formatMicro(report))}\n`
+    )
     return 0
   } catch (err) {
     if (err instanceof AbortedError || stop.aborted) {
@@ -165,11 +190,19 @@ function cmdCompare(args: string[]): number {
     { json: { type: 'boolean' }, 'data-dir': { type: 'string' } },
     { positionals: 2 }
   )
-  const store = openStore(dataDir(values))
+  const store = openStore(dataDir(values), { create: false })
   const a = runOrThrow(store, positionals[0], 'A')
   const b = runOrThrow(store, positionals[1], 'B')
+  for (const r of [a, b]) {
+    if (r.samples.length < 2)
+      throw new RuntimeError(
+        `run ${r.id} has ${r.samples.length} exec: a comparison needs at least 2`
+      )
+  }
   const result = compareRuns(a.report!, a.samples, b.report!, b.samples)
-  process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `${formatCompare(result)}\n`)
+  process.stdout.write(
+    values.json ? `${JSON.stringify(result)}\n` : `${printableText(formatCompare(result))}\n`
+  )
   return 0
 }
 
@@ -180,7 +213,7 @@ function cmdList(args: string[]): number {
     'data-dir': { type: 'string' },
   })
   const limit = values.limit === undefined ? 50 : parseInteger('--limit', values.limit, 1, 100_000)
-  const store = openStore(dataDir(values))
+  const store = openStore(dataDir(values), { create: false })
   const runs = store.listRuns({ limit })
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ runs })}\n`)
@@ -196,7 +229,7 @@ function cmdList(args: string[]): number {
     )
   }
   if (!runs.length) lines.push(`(no runs in ${store.path})`)
-  process.stdout.write(`${lines.join('\n')}\n`)
+  process.stdout.write(`${printableText(lines.join('\n'))}\n`)
   return 0
 }
 
@@ -206,7 +239,7 @@ function cmdShow(args: string[]): number {
     { json: { type: 'boolean' }, 'data-dir': { type: 'string' } },
     { positionals: 1 }
   )
-  const store = openStore(dataDir(values))
+  const store = openStore(dataDir(values), { create: false })
   const run = runOrThrow(store, positionals[0], 'id')
   process.stdout.write(
     values.json ? `${JSON.stringify(run.report)}\n` : `${formatMicro(run.report!)}\n`

@@ -1,9 +1,16 @@
 import { StatsSession } from '../../libbpf-bindings/stats.ts'
-import { onCleanup, parseDuration, parseOptions, requirePrivilege } from '../cli.ts'
+import {
+  interruptedExitCode,
+  onCleanup,
+  parseDuration,
+  parseOptions,
+  printableText,
+  requirePrivilege,
+} from '../cli.ts'
 import { diffWindow, measureWindow, renderTable, sleep, snapshot } from '../hooks.ts'
 import { takeInventory } from '../inventory.ts'
 
-export async function cmdHooks(args: string[], stop: AbortSignal): Promise<void> {
+export async function cmdHooks(args: string[], stop: AbortSignal): Promise<number> {
   const { values } = parseOptions(args, {
     once: { type: 'boolean' },
     window: { type: 'string' },
@@ -21,8 +28,12 @@ export async function cmdHooks(args: string[], stop: AbortSignal): Promise<void>
 
   if (values.once || values.json) {
     const w = await measureWindow(windowMs, stats.mode, stop)
-    process.stdout.write(values.json ? `${JSON.stringify(w)}\n` : `${renderTable(w)}\n`)
-    return
+    // a window cut short by a signal is not the window asked for
+    if (stop.aborted) return interruptedExitCode()
+    process.stdout.write(
+      values.json ? `${JSON.stringify(w)}\n` : `${printableText(renderTable(w))}\n`
+    )
+    return 0
   }
 
   // live view: the first window is drawn only after a baseline snapshot a full interval old
@@ -37,7 +48,7 @@ export async function cmdHooks(args: string[], stop: AbortSignal): Promise<void>
       const cur = snapshot()
       const w = diffWindow(prev, cur, takeInventory(), stats.mode)
       prev = cur
-      process.stdout.write(`\x1b[2J\x1b[H${renderTable(w)}\n\n(ctrl-c to quit)`)
+      process.stdout.write(`\x1b[2J\x1b[H${printableText(renderTable(w))}\n\n(ctrl-c to quit)`)
     } catch (err) {
       // a program or process that vanished mid-read: the next refresh sees a settled host
       process.stdout.write(
@@ -45,4 +56,6 @@ export async function cmdHooks(args: string[], stop: AbortSignal): Promise<void>
       )
     }
   }
+  // quitting the live view is how it ends, not an interruption
+  return 0
 }

@@ -1,4 +1,10 @@
-import { interruptedExitCode, parseInteger, parseOptions, requirePrivilege } from '../cli.ts'
+import {
+  interruptedExitCode,
+  parseInteger,
+  parseOptions,
+  requirePrivilege,
+  UsageError,
+} from '../cli.ts'
 import { calibrateDelivery, DeliveryAbortedError, type DeliveryReport } from '../delivery.ts'
 import { probeKernel, type KernelReport } from '../features.ts'
 import { commonOptions, loadProbe, log } from './common.ts'

@@ -6,7 +6,7 @@ import { parseInteger, parseOptions, requirePrivilege, RuntimeError, UsageError 
 import { Agent, type StatsPolicy } from '../server/agent.ts'
 import { createApp } from '../server/app.ts'
 import { StoreError } from '../store.ts'
-import { DEFAULT_DATA_DIR } from './bench.ts'
+import { dataDir } from './bench.ts'
 import { commonOptions, log } from './common.ts'
 
 export const DEFAULT_PORT = 9464
@@ -84,7 +84,7 @@ export async function cmdServe(args: string[], stop: AbortSignal): Promise<numbe
   let agent: Agent
   try {
     agent = await Agent.start({
-      dataDir,
+      dataDir: dir,
       stats,
       ...commonOptions(values),
       allowed: allowedBinaries((values['allow-binary'] as string[] | undefined) ?? []),
@@ -97,10 +97,21 @@ export async function cmdServe(args: string[], stop: AbortSignal): Promise<numbe
   }
 
   let ready = false
-  const app = createApp({ agent, token, log, ready: () => ready })
+  const app = createApp({
+    agent,
+    token,
+    log,
+    ready: () => ready,
+    loopbackOnly: isLoopback(address),
+  })
   let server: ReturnType<typeof Bun.serve>
   try {
-    server = Bun.serve({ hostname: address, port, fetch: app.fetch, idleTimeout: 255 })
+    server = Bun.serve({
+      hostname: address,
+      port,
+      fetch: (req, srv) => app.fetch(req, { server: srv }),
+      idleTimeout: 255,
+    })
   } catch (err) {
     await agent.close()
     throw new RuntimeError(`cannot listen on ${address}:${port}: ${(err as Error).message}`)
@@ -120,8 +131,11 @@ export async function cmdServe(args: string[], stop: AbortSignal): Promise<numbe
   )
   const t1 = performance.now()
   ready = false
-  server.stop(true)
+  // stop listening, end the run (its event streams get their `end`), then drop what is left
+  void server.stop(false)
   await agent.close()
+  await Bun.sleep(50)
+  server.stop(true)
   log.info('agent stopped', { stopMs: +(performance.now() - t1).toFixed(1) })
   return 0
 }

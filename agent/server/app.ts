@@ -27,6 +27,8 @@ export interface AppOptions {
   token: string | null
   log: Logger
   ready: () => boolean
+  /** the agent listens on loopback only: requests must name a loopback host (DNS rebinding) */
+  loopbackOnly?: boolean
 }
 
 /** JSON with bigints as numbers: counters stay far below 2^53 in any window we report. */
@@ -71,7 +73,7 @@ async function readJson(c: Context): Promise<unknown> {
     ])
   }
   const text = await c.req.text()
-  if (text.length > 64 * 1024) throw new ApiError(400, 'request body over 64 KiB')
+  if (text.length > 64 * 1024) throw new ApiError(413, 'request body over 64 KiB')
   try {
     return JSON.parse(text)
   } catch (err) {
@@ -109,6 +111,27 @@ export function createApp(opts: AppOptions): Hono {
     }
     if (c.req.method === 'GET') log.debug('request', fields)
     else log.info('request', fields)
+  })
+
+  app.use('*', async function guard(c, next) {
+    // a page on another site, its name rebound to 127.0.0.1, would name that site in Host
+    if (opts.loopbackOnly) {
+      const host = (c.req.header('host') ?? '').replace(/:\d+$/, '').toLowerCase()
+      if (!/^(localhost|127(\.\d{1,3}){3}|\[::1\])$/.test(host)) {
+        throw new ApiError(
+          403,
+          `this agent listens on loopback only and answers requests for a loopback host, not '${host}'`
+        )
+      }
+    }
+    await next()
+    c.header('x-content-type-options', 'nosniff')
+    c.header('referrer-policy', 'no-referrer')
+    c.header('x-frame-options', 'DENY')
+    c.header(
+      'content-security-policy',
+      "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+    )
   })
 
   // mutating requests: a bearer token, compared in constant time
@@ -166,6 +189,11 @@ export function createApp(opts: AppOptions): Hono {
       if (ms < 1000) issue.code = 'too_small'
       throw new ApiError(400, issuesMessage('query', [issue]), [issue])
     }
+    // windows longer than the server's idle timeout (255 s at most) must not be cut off
+    ;(c.env as { server?: { timeout(r: Request, s: number): void } } | undefined)?.server?.timeout(
+      c.req.raw,
+      ms > 200_000 ? 0 : Math.min(255, Math.ceil(ms / 1000) + 30)
+    )
     return json(c, await agent.hooks(ms, c.req.raw.signal))
   })
 
@@ -278,9 +306,11 @@ export function createApp(opts: AppOptions): Hono {
           { code: 'not_found', path: [field], message: `no run ${id}` },
         ])
       if (run.status !== 'done' || !run.report) {
-        throw new ApiError(409, `run ${id} is ${run.status}: it has no results to compare`, [
-          { code: 'not_done', path: [field], message: `run ${id} is ${run.status}` },
-        ])
+        throw new ApiError(
+          409,
+          `run ${id} ${run.status === 'running' ? 'is still running' : run.status}: it has no results to compare`,
+          [{ code: 'not_done', path: [field], message: `run ${id} is ${run.status}` }]
+        )
       }
       return run
     })
