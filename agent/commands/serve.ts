@@ -79,8 +79,7 @@ export async function cmdServe(args: string[], stop: AbortSignal): Promise<numbe
   requirePrivilege()
 
   const t0 = performance.now()
-  const dataDir =
-    (values['data-dir'] as string | undefined) ?? process.env.HOOKMETER_DATA_DIR ?? DEFAULT_DATA_DIR
+  const dir = dataDir(values)
   let agent: Agent
   try {
     agent = await Agent.start({
