@@ -213,8 +213,14 @@ function drawFigure2(runs) {
   const perExec = (r) => r.wallNs / r.iterations
   const base = done.find((r) => r.condition === 'baseline')
   const groups = new Map()
+  let otherBinary = 0
   for (const r of done) {
     if (r.condition !== 'no-policy' && r.condition !== 'policy') continue
+    // a run of another binary has another cost per exec: it is not an overhead over this baseline
+    if (base && r.binary !== base.binary) {
+      otherBinary++
+      continue
+    }
     const g = r.label || 'unlabelled'
     if (!groups.has(g)) groups.set(g, {})
     groups.get(g)[r.condition] ??= r
@@ -254,6 +260,9 @@ function drawFigure2(runs) {
       'condition "baseline" (no tool running). Start one: POST /v1/bench/micro.')
   } else if (!labels.length) {
     note('fig2-note', 'Baseline run #' + base.id + ' is there; no "no-policy" or "policy" run yet.')
+  } else if (otherBinary) {
+    note('fig2-note', otherBinary + ' run(s) of a binary other than the baseline\'s (' + base.binary +
+      ') are left out.')
   } else if (mixed) {
     note('fig2-note', 'These runs were taken with different statistics modes; overheads that ' +
       'mix modes include different costs of statistics.')
