@@ -193,6 +193,7 @@ export interface ProgramCounters {
   loadTimeNs: bigint
   runTimeNs: bigint
   runCnt: bigint
+  recursionMisses: bigint
 }
 
 export function programCounters(): ProgramCounters[] {
@@ -210,6 +211,7 @@ export function programCounters(): ProgramCounters[] {
         loadTimeNs: dv.getBigUint64(PROG_INFO.loadTime, true),
         runTimeNs: dv.getBigUint64(PROG_INFO.runTimeNs, true),
         runCnt: dv.getBigUint64(PROG_INFO.runCnt, true),
+        recursionMisses: dv.getBigUint64(PROG_INFO.recursionMisses, true),
       })
     } finally {
       libc.close(fd)
