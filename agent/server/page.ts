@@ -261,7 +261,7 @@ function drawFigure2(runs) {
   } else if (!labels.length) {
     note('fig2-note', 'Baseline run #' + base.id + ' is there; no "no-policy" or "policy" run yet.')
   } else if (otherBinary) {
-    note('fig2-note', otherBinary + ' run(s) of a binary other than the baseline\'s (' + base.binary +
+    note('fig2-note', otherBinary + ' run(s) of another binary than the baseline (' + base.binary +
       ') are left out.')
   } else if (mixed) {
     note('fig2-note', 'These runs were taken with different statistics modes; overheads that ' +
