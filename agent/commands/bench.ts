@@ -213,8 +213,10 @@ function cmdList(args: string[]): number {
     'data-dir': { type: 'string' },
   })
   const limit = values.limit === undefined ? 50 : parseInteger('--limit', values.limit, 1, 100_000)
-  const store = openStore(dataDir(values), { create: false })
-  const runs = store.listRuns({ limit })
+  const dir = dataDir(values)
+  // listing creates nothing: no store yet is an empty list
+  const store = existsSync(join(dir, DB_FILE)) ? openStore(dir, { create: false }) : null
+  const runs = store ? store.listRuns({ limit }) : []
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ runs })}\n`)
     return 0
@@ -228,7 +230,7 @@ function cmdList(args: string[]): number {
       `${String(r.id).padStart(5)}  ${r.createdAt.padEnd(24)} ${r.status.padEnd(8)} ${(r.condition ?? '-').padEnd(10)} ${String(r.iterations).padStart(8)} ${p50.padStart(10)}  ${(r.statsMode ?? '-').padEnd(7)} ${r.binary}${r.label ? `  ${r.label}` : ''}`
     )
   }
-  if (!runs.length) lines.push(`(no runs in ${store.path})`)
+  if (!runs.length) lines.push(`(no runs in ${store?.path ?? join(dir, DB_FILE)})`)
   process.stdout.write(`${printableText(lines.join('\n'))}\n`)
   return 0
 }
