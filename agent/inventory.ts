@@ -15,7 +15,7 @@ import {
 import type { MapInfo } from '../libbpf-bindings/layout.ts'
 import { findBpffsMounts, type Owner, scanBpfHolders, walkPins } from './procfs.ts'
 import { attribute } from './tools/attribute.ts'
-import type { Tool } from './tools/types.ts'
+import type { Attribution, Tool } from './tools/types.ts'
 
 export interface OwnerRef {
   pid: number
@@ -93,7 +93,7 @@ function mergeOwners(lists: Array<Owner[] | undefined>): OwnerRef[] {
 export function takeInventory(opts: { programs?: ProgramInfo[] } = {}): Inventory {
   const warnings: string[] = []
   const programs = opts.programs ?? listPrograms()
-  const links = listLinks()
+  const links = listLinks(new Map(programs.map((p) => [p.id, p.type])))
   const maps = listMaps()
 
   let holders: ReturnType<typeof scanBpfHolders> | null = null
@@ -175,11 +175,23 @@ export function takeInventory(opts: { programs?: ProgramInfo[] } = {}): Inventor
     tool: 'other',
   }))
 
-  return {
+  const inv: Inventory = {
     takenAtNs: process.hrtime.bigint(),
     programs: entries,
     maps: mapEntries,
     links,
     warnings,
   }
+
+  // every program and map gets its tool: owner first, then names and pins (agent/tools)
+  const found = attribute(inv)
+  for (const p of entries) setTool(p, found.programs.get(p.progId))
+  for (const m of mapEntries) setTool(m, found.maps.get(m.id))
+  return inv
+}
+
+function setTool(e: { tool: Tool; toolDetail?: string }, a: Attribution | undefined): void {
+  if (!a) return
+  e.tool = a.tool
+  if (a.toolDetail !== undefined) e.toolDetail = a.toolDetail
 }

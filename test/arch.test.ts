@@ -634,6 +634,42 @@ describe.skipIf(problem !== null)(
       }
     })
 
+    test('the inventory itself carries each set tool, and so do hooks rows', async () => {
+      for (const t of KNOWN) {
+        for (const id of loaders.get(t)!.ids.values()) {
+          expect({ id, tool: inv.programs.find((p) => p.progId === id)?.tool }).toEqual({
+            id,
+            tool: t,
+          })
+        }
+      }
+      const r = await runCli(['hooks', '--once', '--window', '1s', '--json'])
+      expect(r.code).toBe(0)
+      const rows = JSON.parse(r.stdout).hooks as Array<{ progId: number; tool: string }>
+      const tetragon = [...loaders.get('tetragon')!.ids.values()]
+      for (const id of tetragon) expect(rows.find((h) => h.progId === id)?.tool).toBe('tetragon')
+    })
+
+    test('a baseline run is refused while a known tool is loaded, naming it', async () => {
+      const dir = join(out, 'baseline-data')
+      const r = await runCli([
+        'bench',
+        'micro',
+        '--condition',
+        'baseline',
+        '--iterations',
+        '10',
+        '--data-dir',
+        dir,
+      ])
+      expect(r.code).toBe(2)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toContain('--condition baseline:')
+      for (const t of KNOWN) expect(r.stderr).toContain(t)
+      expect(r.stderr).toContain('--force')
+      expect(existsSync(join(dir, 'hookmeter.db'))).toBe(false)
+    })
+
     test('the report shows each set program with its type and hook, tail-call targets unhooked', () => {
       for (const t of KNOWN) {
         const l = loaders.get(t)!
