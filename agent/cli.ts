@@ -9,14 +9,19 @@ export class UsageError extends Error {
 
 /** Parses `5s`, `500ms`, `2m` or a bare number of seconds into milliseconds. */
 export function parseDuration(option: string, value: string, minMs: number, maxMs: number): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim())
-  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : Number.NaN
+  const ms = durationMs(value) ?? Number.NaN
   if (!Number.isFinite(ms) || ms < minMs || ms > maxMs) {
     throw new UsageError(
       `${option}: expected a duration from ${fmtMs(minMs)} to ${fmtMs(maxMs)} (such as 5s or 500ms), got '${value}'`
     )
   }
   return ms
+}
+
+/** `5s`, `500ms`, `2m` or a bare number of seconds in ms; null for anything else. */
+export function durationMs(value: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim())
+  return m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : null
 }
 
 function fmtMs(ms: number): string {

@@ -9,12 +9,14 @@ import type { StatsMode } from '../libbpf-bindings/stats.ts'
 import { takeInventory, type Inventory, type ProgramEntry } from './inventory.ts'
 import type { Tool } from './tools/types.ts'
 
-export interface HookRow {
+/** A program's identity and its raw counter deltas over a window, as every report shows them. */
+export interface ProgramDelta {
   progId: number
   name: string
   fullName: string
   type: string
   hook: string
+  /** kubearmor, tetragon, falco, tracee or other (agent/tools) */
   tool: Tool
   toolDetail?: string
   owners: Array<{ pid: number; comm: string; exe: string }>
@@ -22,6 +24,9 @@ export interface HookRow {
   runTimeNs: number
   /** Δrun_time_ns / Δrun_cnt over the window; null when the program did not run */
   nsPerRun: number | null
+}
+
+export interface HookRow extends ProgramDelta {
   runsPerSecond: number
   /** share of one CPU's time spent in the program over the window */
   cpuShare: number
@@ -41,8 +46,7 @@ export type Snapshot = Map<string, ProgramCounters>
 
 const key = (id: number, loadTimeNs: bigint) => `${id}:${loadTimeNs}`
 
-/** A program's identity and its raw counter deltas over a window, as every report shows them. */
-export function programDelta(p: ProgramEntry, runs: number, runTimeNs: number) {
+export function programDelta(p: ProgramEntry, runs: number, runTimeNs: number): ProgramDelta {
   return {
     progId: p.progId,
     name: p.name,

@@ -253,7 +253,11 @@ export function listMaps(): MapInfo[] {
   return out
 }
 
-export function listLinks(): LinkInfo[] {
+/**
+ * Every link on the host. `programTypes` (program id to type), when the caller has listed the
+ * programs already, saves opening each raw tracepoint link's program again.
+ */
+export function listLinks(programTypes?: Map<number, number>): LinkInfo[] {
   const out: LinkInfo[] = []
   for (const id of linkIds()) {
     const fd = bpf.bpf_link_get_fd_by_id(id)
@@ -261,7 +265,7 @@ export function listLinks(): LinkInfo[] {
     if (fd === -2 || fd === -11) continue
     if (fd < 0) throw new LibbpfError('bpf_link_get_fd_by_id', -fd, [], `link id ${id}`)
     try {
-      out.push(linkInfoByFd(fd))
+      out.push(linkInfoByFd(fd, programTypes))
     } finally {
       libc.close(fd)
     }
@@ -269,7 +273,7 @@ export function listLinks(): LinkInfo[] {
   return out
 }
 
-export function linkInfoByFd(fd: number): LinkInfo {
+export function linkInfoByFd(fd: number, programTypes?: Map<number, number>): LinkInfo {
   const buf = new Uint8Array(LINK_INFO_SIZE)
   objInfo(fd, buf, `link fd ${fd}`)
   const dv = new DataView(buf.buffer)
@@ -285,7 +289,8 @@ export function linkInfoByFd(fd: number): LinkInfo {
     case 1: {
       // tp_btf programs attach through raw tracepoint links too; their program type tells them apart
       const name = linkString(fd, LINK_INFO.rawTpName, LINK_INFO.rawTpNameLen) || '?'
-      const kind = programType(base.progId) === 26 ? 'tp_btf' : 'raw_tracepoint'
+      const type = programTypes?.get(base.progId) ?? programType(base.progId)
+      const kind = type === 26 ? 'tp_btf' : 'raw_tracepoint'
       return { ...base, hook: `${kind}/${name}` }
     }
     case 2: {

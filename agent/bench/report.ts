@@ -4,6 +4,7 @@
  */
 import type { StatsMode } from '../../libbpf-bindings/stats.ts'
 import type { DeliveryReport } from '../delivery.ts'
+import type { ProgramDelta } from '../hooks.ts'
 import type { Histogram } from '../stats.ts'
 import type { Tool } from '../tools/types.ts'
 
@@ -19,27 +20,14 @@ export interface Quantiles {
   max: number
 }
 
-export interface MicroHook {
-  progId: number
-  name: string
-  fullName: string
-  type: string
-  hook: string
-  /** kubearmor, tetragon, falco, tracee or other (agent/tools) */
-  tool: Tool
-  toolDetail?: string
-  owners: Array<{ pid: number; comm: string; exe: string }>
-  /** raw Δrun_cnt and Δrun_time_ns over the loop */
-  runs: number
-  runTimeNs: number
-  /** Δrun_time_ns / Δrun_cnt over the loop; null when it did not run */
-  nsPerRun: number | null
+/** runs, runTimeNs and nsPerRun are raw deltas over the loop */
+export interface MicroHook extends ProgramDelta {
   /** background-corrected: minus the idle window's rate over the loop's duration, per exec */
   runsPerExec: number
   nsPerExec: number
   /** nsPerExec over the mean exec latency */
   shareOfExec: number
-  /** the program belongs to hookmeter itself (hm_ prefix) */
+  /** the program is this run's own exec probe (by program id) */
   own: boolean
 }
 

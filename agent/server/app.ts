@@ -8,6 +8,7 @@ import { Hono, type Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import { z } from 'zod'
 
+import { durationMs } from '../cli.ts'
 import { baselineProblem, microOptionsWithAllowlist } from '../bench/options.ts'
 import { compareRuns } from '../compare.ts'
 import type { Logger } from '../log.ts'
@@ -59,11 +60,6 @@ const toolParam = z.object({
 const compareBody = z
   .object({ a: z.number().int().positive(), b: z.number().int().positive() })
   .strict()
-
-function parseDurationMs(v: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v)!
-  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000)
-}
 
 async function readJson(c: Context): Promise<unknown> {
   const type = c.req.header('content-type') ?? ''
@@ -179,7 +175,7 @@ export function createApp(opts: AppOptions): Hono {
 
   app.get('/v1/hooks', async (c) => {
     const q = parseWith(windowQuery, c.req.query(), 'query', 400)
-    const ms = q.window ? parseDurationMs(q.window) : 5000
+    const ms = q.window ? durationMs(q.window)! : 5000
     if (ms < 1000 || ms > 300_000) {
       const issue = {
         code: 'too_big',

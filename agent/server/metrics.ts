@@ -63,36 +63,31 @@ export function renderMetrics(agent: Agent): string {
   // counters are read fresh; names, hooks and owners may be a second old
   const counters = new Map(programCounters().map((c) => [c.id, c]))
 
+  // one pass over the programs; each family's samples are then written together, as the
+  // format requires
+  const series = inv.programs.flatMap((p) => {
+    const c = counters.get(p.progId)
+    if (!c || c.loadTimeNs !== p.loadTimeNs) return []
+    const hook = stableHook(p.progId, p.loadTimeNs, p.hook)
+    return [{ labels: { prog_id: p.progId, name: p.name, type: p.type, hook, tool: p.tool }, c }]
+  })
   out.family(
     'hookmeter_program_run_time_seconds_total',
     'counter',
     'Time spent in the eBPF program since it was loaded, counted while BPF statistics are on.'
   )
-  for (const p of inv.programs) {
-    const c = counters.get(p.progId)
-    if (!c || c.loadTimeNs !== p.loadTimeNs) continue
-    const hook = stableHook(p.progId, p.loadTimeNs, p.hook)
-    out.sample(
-      'hookmeter_program_run_time_seconds_total',
-      { prog_id: p.progId, name: p.name, type: p.type, hook, tool: p.tool },
-      Number(c.runTimeNs) / 1e9
-    )
+  for (const { labels, c } of series) {
+    out.sample('hookmeter_program_run_time_seconds_total', labels, Number(c.runTimeNs) / 1e9)
   }
   out.family(
     'hookmeter_program_runs_total',
     'counter',
     'Runs of the eBPF program since it was loaded, counted while BPF statistics are on.'
   )
-  for (const p of inv.programs) {
-    const c = counters.get(p.progId)
-    if (!c || c.loadTimeNs !== p.loadTimeNs) continue
-    const hook = stableHook(p.progId, p.loadTimeNs, p.hook)
-    out.sample(
-      'hookmeter_program_runs_total',
-      { prog_id: p.progId, name: p.name, type: p.type, hook, tool: p.tool },
-      Number(c.runCnt)
-    )
+  for (const { labels, c } of series) {
+    out.sample('hookmeter_program_runs_total', labels, Number(c.runCnt))
   }
+
   const alive = new Set(inv.programs.map((p) => `${p.progId}:${p.loadTimeNs}`))
   for (const key of knownHooks.keys()) if (!alive.has(key)) knownHooks.delete(key)
 
