@@ -62,6 +62,23 @@ function ownersOf(inv: Inventory): Map<number, OwnerRef> {
   return out
 }
 
+/** Program counters and owner CPU times on both sides of a step. */
+interface Span {
+  start: ReturnType<typeof snapshot>
+  end: ReturnType<typeof snapshot>
+  cpu0: Map<number, number>
+  cpu1: Map<number, number>
+}
+
+async function span<T>(pids: number[], step: () => Promise<T>): Promise<[Span, T]> {
+  const cpu0 = ownerCpu(pids)
+  const start = snapshot()
+  const value = await step()
+  const end = snapshot()
+  const cpu1 = ownerCpu(pids)
+  return [{ start, end, cpu0, cpu1 }, value]
+}
+
 function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new AbortedError('run aborted')
 }
@@ -128,31 +145,16 @@ async function measure(
   await ctx.probe.attach({ policy: 'batched', mechanisms: ['ringbuf', 'perf'] })
   let collected
   let result: ExecLoopResult
-  let idle: {
-    start: ReturnType<typeof snapshot>
-    end: ReturnType<typeof snapshot>
-    cpu0: Map<number, number>
-    cpu1: Map<number, number>
-  }
-  let loopSnap: {
-    start: ReturnType<typeof snapshot>
-    end: ReturnType<typeof snapshot>
-    cpu0: Map<number, number>
-    cpu1: Map<number, number>
-  }
+  let idle: Span
+  let loopSnap: Span
   let before: Inventory
-  let during: Inventory
+  let after: Inventory
   try {
     // idle window: the background each program and owner runs at without the loop
     phase('idle', `idle window: ${(idleMs / 1000).toFixed(1)} s`)
     before = takeInventory()
-    const pids0 = [...ownersOf(before).keys()].filter((p) => p !== process.pid)
-    const iStart = snapshot()
-    const iCpu0 = ownerCpu(pids0)
-    await sleep(idleMs, ctx.signal)
-    const iEnd = snapshot()
-    const iCpu1 = ownerCpu(pids0)
-    idle = { start: iStart, end: iEnd, cpu0: iCpu0, cpu1: iCpu1 }
+    const pids = [...ownersOf(before).keys()].filter((p) => p !== process.pid)
+    idle = (await span(pids, () => sleep(idleMs, ctx.signal)))[0]
     checkAbort(ctx.signal)
 
     // the counted loop, its children traced
@@ -166,21 +168,15 @@ async function measure(
       onProgress: ctx.onProgress,
     })
     ctx.probe.addSpawner(await loop.spawnerTid)
-    const lCpu0 = ownerCpu(pids0)
-    const lStart = snapshot()
-    result = await loop.start()
-    const lEnd = snapshot()
-    const lCpu1 = ownerCpu(pids0)
-    loopSnap = { start: lStart, end: lEnd, cpu0: lCpu0, cpu1: lCpu1 }
+    ;[loopSnap, result] = await span(pids, () => loop.start())
     // names, owners and hooks while the probe is still attached, so its own hooks show too
-    during = takeInventory()
+    after = takeInventory()
   } finally {
     collected = await ctx.probe.detach()
   }
   if (result.aborted) throw new AbortedError('run aborted')
 
   phase('collect', 'collecting')
-  const after = during
   const loopNs = Number(loopSnap.end.at - loopSnap.start.at)
   const idleNs = Number(idle.end.at - idle.start.at)
   const scale = loopNs / idleNs
